@@ -1,0 +1,101 @@
+"""The app factory: resources in the lifespan, middleware, error handlers, routers, UI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
+
+from quantdesk import __version__
+from quantdesk.admin.router import router as admin_router
+from quantdesk.api.errors import install_error_handlers
+from quantdesk.api.middleware import RequestContextMiddleware
+from quantdesk.api.ops import router as ops_router
+from quantdesk.api.state import AppState
+from quantdesk.auth.router import router as auth_router
+from quantdesk.auth.service import AuthContext
+from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
+from quantdesk.db.engine import create_engine, create_sessionmaker
+from quantdesk.observability.metrics import Metrics
+from quantdesk.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(auth_router)
+    router.include_router(admin_router)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    _ = settings.jwt_key  # refuse to build an app that could not sign tokens
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        throttle: LoginThrottle = (
+            RedisLoginThrottle(redis, settings.login_failure_window_seconds)
+            if redis is not None
+            else MemoryLoginThrottle(settings.login_failure_window_seconds)
+        )
+        app.state.qd = AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            metrics=metrics,
+            auth=AuthContext(settings=settings, throttle=throttle),
+            redis=redis,
+        )
+        try:
+            yield
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="QuantDesk API",
+        version=__version__,
+        description=(
+            "Self-hosted algorithmic trading platform. Every error is returned as "
+            '`{"error": {"code", "message", "details"}}`. Money is a decimal string.'
+        ),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
+    app.include_router(ops_router)
+    app.include_router(api_router())
+    _mount_ui(app, settings.ui_dir or Path("frontend/dist"))
+    return app
+
+
+def _mount_ui(app: FastAPI, ui_dir: Path) -> None:
+    """Serve the built React app at / with history-API fallback, when it has been built."""
+    index = ui_dir / "index.html"
+    if not index.is_file():
+        return
+    if (ui_dir / "assets").is_dir():
+        app.mount("/assets", StaticFiles(directory=ui_dir / "assets"), name="ui-assets")
+
+    @app.get("/{path:path}", include_in_schema=False)
+    async def ui(path: str) -> FileResponse:
+        candidate = (ui_dir / path).resolve()
+        if path and candidate.is_file() and ui_dir.resolve() in candidate.parents:
+            return FileResponse(candidate)
+        return FileResponse(index)

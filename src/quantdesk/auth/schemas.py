@@ -1,0 +1,64 @@
+"""Request and response shapes for auth and user management."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from quantdesk.auth.models import Role
+
+Username = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-zA-Z0-9_.-]{3,64}$"),
+]
+Password = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(StrictModel):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Password
+
+
+class RefreshRequest(StrictModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserCreate(StrictModel):
+    username: Username
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+    role: Role
+
+
+class UserUpdate(StrictModel):
+    role: Role | None = None
+    is_active: bool | None = None
+    password: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    total: int

@@ -1,0 +1,197 @@
+"""Redis pub/sub event bus, so several API processes serve one stream of events.
+
+Each bus instance holds one pub/sub connection and fans messages out to its local subscribers.
+Messages travel as JSON under a channel prefix (``qd:`` by default) so several deployments can
+share one Redis. Pub/sub is fire-and-forget: messages published while the connection is down
+are lost; after reconnecting, the bus resubscribes and delivery resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from quantdesk.bus._fanout import FanoutBus
+from quantdesk.bus.base import DEFAULT_QUEUE_SIZE, BusError, Key, Message, glob_escape
+
+log = logging.getLogger(__name__)
+
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBus(FanoutBus):
+    """Event bus over Redis PUBLISH / SUBSCRIBE / PSUBSCRIBE."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "qd:",
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        owns_client: bool = False,
+        subscribe_timeout: float = 5.0,
+        reconnect_delay: float = 0.05,
+        max_reconnect_delay: float = 5.0,
+    ) -> None:
+        super().__init__(queue_size=queue_size)
+        self._client = client
+        self._owns_client = owns_client
+        self.prefix = prefix
+        # Patterns go upstream as escaped-prefix + pattern, so a prefix with glob characters
+        # still only matches itself.
+        self._pattern_prefix = glob_escape(prefix)
+        self._subscribe_timeout = subscribe_timeout
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._acks: dict[Key, list[asyncio.Future[None]]] = {}
+        self.reconnects = 0
+        """Times the pub/sub connection was lost and the reader had to retry."""
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisBus:
+        """A bus owning a new client for ``url`` (``redis://host:6379/0``)."""
+        client = Redis.from_url(url, decode_responses=True, socket_keepalive=True)
+        return cls(client, owns_client=True, **kwargs)
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        if self._closed:
+            self._check_running()
+        pubsub = self._client.pubsub()
+        # Connect now so a wrong URL or a down server fails start-up, not the first subscriber.
+        await pubsub.connect()
+        self._pubsub = pubsub
+        self._reader = asyncio.create_task(self._read_loop(pubsub), name="redis-bus-reader")
+        self._running = True
+
+    async def _shutdown(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def publish(self, channel: str, message: Message) -> None:
+        self._check_running()
+        await self._client.publish(self.prefix + channel, json.dumps(message, separators=(",", ":")))
+
+    def _upstream(self, keys: list[Key]) -> tuple[list[str], list[str]]:
+        channels = [self.prefix + name for kind, name in keys if kind == "channel"]
+        patterns = [self._pattern_prefix + name for kind, name in keys if kind == "pattern"]
+        return channels, patterns
+
+    async def _keys_added(self, keys: list[Key]) -> None:
+        if not keys:
+            return
+        assert self._pubsub is not None
+        loop = asyncio.get_running_loop()
+        waits = {key: loop.create_future() for key in keys}
+        for key, fut in waits.items():
+            self._acks.setdefault(key, []).append(fut)
+        channels, patterns = self._upstream(keys)
+        try:
+            if channels:
+                await self._pubsub.subscribe(*channels)
+            if patterns:
+                await self._pubsub.psubscribe(*patterns)
+            # Only the server's confirmation guarantees that a message published next (from any
+            # connection) reaches us.
+            async with asyncio.timeout(self._subscribe_timeout):
+                await asyncio.gather(*waits.values())
+        except TimeoutError as exc:
+            raise BusError(f"Redis did not confirm the subscription to {keys}") from exc
+        finally:
+            for key, fut in waits.items():
+                self._acks[key].remove(fut)
+                if not self._acks[key]:
+                    del self._acks[key]
+
+    async def _keys_removed(self, keys: list[Key]) -> None:
+        if not keys or self._pubsub is None:
+            return
+        channels, patterns = self._upstream(keys)
+        try:
+            if channels:
+                await self._pubsub.unsubscribe(*channels)
+            if patterns:
+                await self._pubsub.punsubscribe(*patterns)
+        except _CONNECTION_ERRORS:
+            # A stale upstream subscription is harmless: its messages match no local subscriber.
+            log.warning("could not unsubscribe from Redis; ignoring", exc_info=True)
+
+    async def _read_loop(self, pubsub: PubSub) -> None:
+        delay = self._reconnect_delay
+        while True:
+            try:
+                # redis-py reconnects and resubscribes inside get_message when it can; when the
+                # server stays away it raises and we back off here.
+                raw = await pubsub.get_message(timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.reconnects += 1
+                log.warning("Redis bus connection lost; retrying in %.2fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_reconnect_delay)
+                continue
+            delay = self._reconnect_delay
+            if raw is not None:
+                self._dispatch(raw)
+
+    def _dispatch(self, raw: dict[str, Any]) -> None:
+        kind = raw["type"]
+        if kind in ("subscribe", "psubscribe"):
+            self._confirm(kind, _text(raw["channel"]))
+            return
+        if kind not in ("message", "pmessage"):
+            return
+        channel = _text(raw["channel"])
+        if not channel.startswith(self.prefix):
+            return
+        name = channel[len(self.prefix) :]
+        key: Key
+        if kind == "message":
+            key = ("channel", name)
+        else:
+            key = ("pattern", _text(raw["pattern"])[len(self._pattern_prefix) :])
+        subs = self._router.owned_by(key, name)
+        if not subs:
+            return
+        try:
+            message = json.loads(raw["data"])
+        except ValueError:
+            log.warning("dropping a non-JSON message on %s", channel)
+            return
+        if not isinstance(message, dict):
+            log.warning("dropping a non-object message on %s", channel)
+            return
+        for sub in subs:
+            sub.offer(name, message)
+
+    def _confirm(self, kind: str, upstream: str) -> None:
+        key: Key
+        if kind == "subscribe":
+            key = ("channel", upstream[len(self.prefix) :])
+        else:
+            key = ("pattern", upstream[len(self._pattern_prefix) :])
+        for fut in self._acks.get(key, ()):
+            if not fut.done():
+                fut.set_result(None)

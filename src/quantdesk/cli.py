@@ -1,0 +1,198 @@
+"""The ``quantdesk`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from quantdesk import __version__
+from quantdesk.auth.models import Role
+from quantdesk.settings import ConfigError, Settings
+
+app = typer.Typer(
+    help="QuantDesk: self-hosted algorithmic trading platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        _ = settings.jwt_key
+    except ConfigError as exc:
+        err.print(f"[bold red]Configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:  # pydantic validation of QUANTDESK_* variables
+        err.print(f"[bold red]Invalid settings:[/] {exc}")
+        raise typer.Exit(2) from exc
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"quantdesk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """QuantDesk: data -> models -> backtests -> paper and live trading."""
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from quantdesk.db.migrate import current, upgrade
+
+    settings = _settings()
+    url = settings.resolved_database_url
+    with console.status("Migrating the database..."):
+        upgrade(url, revision)
+    console.print(f"Database at revision [bold]{asyncio.run(current(url))}[/].")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the revision the database is at."""
+    from quantdesk.db.migrate import current
+
+    console.print(asyncio.run(current(_settings().resolved_database_url)) or "(empty database)")
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[Role, typer.Option(help="admin, trader or viewer.")] = Role.TRADER,
+) -> None:
+    """Create a user. The password is read from QUANTDESK_PASSWORD, or asked for (hidden)."""
+    from quantdesk.auth import users
+    from quantdesk.bootstrap import cli_actor
+    from quantdesk.db.engine import create_engine, create_sessionmaker
+    from quantdesk.errors import AppError
+
+    settings = _settings()
+    password = os.environ.get("QUANTDESK_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            err.print("Set QUANTDESK_PASSWORD or run in a terminal to be asked for the password.")
+            raise typer.Exit(2)
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def run() -> None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with create_sessionmaker(engine)() as db:
+                user = await users.create_user(
+                    db,
+                    cli_actor(),
+                    username=username,
+                    password=password,
+                    role=role,
+                    bcrypt_rounds=settings.bcrypt_rounds,
+                )
+                console.print(f"Created user [bold]{user.username}[/] (id {user.id}, {user.role}).")
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except AppError as exc:
+        err.print(f"[bold red]{exc.code}:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from quantdesk.auth import users
+    from quantdesk.db.engine import create_engine, create_sessionmaker
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with create_sessionmaker(engine)() as db:
+                rows, total = await users.list_users(db, limit=10_000)
+        finally:
+            await engine.dispose()
+        table = Table("id", "username", "role", "active", "created", title=f"{total} users")
+        for u in rows:
+            table.add_row(
+                str(u.id), u.username, u.role, "yes" if u.is_active else "no",
+                u.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        console.print(table)
+
+    asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Create demo users (and demo data) on first start. Default: on for SQLite.",
+        ),
+    ] = None,
+) -> None:
+    """Start the platform: API, WebSocket, market feed, paper broker and the web UI."""
+    import uvicorn
+
+    from quantdesk.api import create_app
+    from quantdesk.bootstrap import ensure_demo_users
+    from quantdesk.db.migrate import upgrade
+    from quantdesk.observability.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.auto_migrate:
+        with console.status("Migrating the database..."):
+            upgrade(settings.resolved_database_url)
+    if demo if demo is not None else settings.is_sqlite:
+        created = asyncio.run(ensure_demo_users(settings))
+        if created:
+            _show_credentials(created)
+    console.print(f"QuantDesk on [bold]http://{host}:{port}/[/] (API docs at /api/v1/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+def _show_credentials(created: list) -> None:  # type: ignore[type-arg]
+    lines = [f"{c.role.value:<7} {c.username:<8} {c.password}" for c in created]
+    note = (
+        "Shown once: only bcrypt hashes are stored."
+        if any(c.generated for c in created)
+        else "Passwords as given in the environment."
+    )
+    console.print(Panel("\n".join([*lines, "", note]), title="Demo users created"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

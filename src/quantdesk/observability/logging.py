@@ -1,0 +1,62 @@
+"""Structured JSON logs (structlog) with the request id carried in a context variable."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+_REDACT = frozenset({"password", "authorization", "access_token", "refresh_token", "jwt_secret"})
+
+
+def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+    for key in list(event):
+        if key.lower() in _REDACT:
+            event[key] = "***"
+    return event
+
+
+def configure_logging(level: str = "INFO", json: bool = True) -> None:
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.dict_tracebacks if json else structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries log through the standard library: route them through the same renderer.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Our own access log carries more (route, request id, user); uvicorn's would duplicate it.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)  # type: ignore[no-any-return]

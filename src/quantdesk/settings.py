@@ -1,0 +1,106 @@
+"""Runtime settings, read once from the environment (prefix ``QUANTDESK_``).
+
+The embedded default needs nothing set: SQLite under ``./var``, an in-process event bus and
+local files. A production start (any non-SQLite database) must be given its secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely; the message says what to set."""
+
+
+class FeedKind(StrEnum):
+    RANDOM = "random"
+    REPLAY = "replay"
+    NONE = "none"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUANTDESK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="Local files: SQLite, bars, secrets.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/quantdesk.db",
+    )
+    redis_url: str | None = Field(default=None, description="Redis for bus, cache, throttles.")
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str = "quantdesk"
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300, le=90 * 24 * 3600)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: str = "INFO"
+    log_json: bool = True
+    auto_migrate: bool = Field(default=True, description="Run migrations on `serve` start.")
+    feed: FeedKind = FeedKind.RANDOM
+    ui_dir: Path | None = Field(default=None, description="Built UI; default frontend/dist.")
+
+    demo_admin_password: SecretStr | None = None
+    demo_trader_password: SecretStr | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'quantdesk.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
+    def jwt_key(self) -> str:
+        """The signing key: from the environment, or (embedded only) a file made once."""
+        if self.jwt_secret is not None:
+            value = self.jwt_secret.get_secret_value()
+            if len(value) < 32:
+                raise ConfigError("QUANTDESK_JWT_SECRET must be at least 32 characters long.")
+            return value
+        if not self.is_sqlite:
+            raise ConfigError(
+                "QUANTDESK_JWT_SECRET is not set. A production database needs an explicit "
+                "signing secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+            )
+        return _embedded_secret(self.data_dir / "jwt_secret")
+
+
+def _embedded_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once must agree on one secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def get_settings() -> Settings:
+    return Settings()
