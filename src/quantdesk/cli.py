@@ -14,6 +14,7 @@ from rich.table import Table
 
 from quantdesk import __version__
 from quantdesk.auth.models import Role
+from quantdesk.bootstrap import DemoCredential
 from quantdesk.settings import ConfigError, Settings
 
 app = typer.Typer(
@@ -164,6 +165,7 @@ def serve(
     from quantdesk.api import create_app
     from quantdesk.bootstrap import ensure_demo_users
     from quantdesk.db.migrate import upgrade
+    from quantdesk.errors import AppError
     from quantdesk.observability.logging import configure_logging
 
     settings = _settings()
@@ -173,24 +175,29 @@ def serve(
         with console.status("Migrating the database..."):
             upgrade(settings.resolved_database_url)
     if demo if demo is not None else settings.is_sqlite:
-        created = asyncio.run(ensure_demo_users(settings))
+        try:
+            created = asyncio.run(ensure_demo_users(settings))
+        except AppError as exc:
+            err.print(f"[bold red]Cannot create the demo users: {exc.code}:[/] {exc.message}")
+            raise typer.Exit(2) from exc
         if created:
             _show_credentials(created)
     console.print(f"QuantDesk on [bold]http://{host}:{port}/[/] (API docs at /api/v1/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
-def _show_credentials(created: list) -> None:  # type: ignore[type-arg]
-    lines = [f"{c.role.value:<7} {c.username:<8} {c.password}" for c in created]
-    note = (
-        "Shown once: only bcrypt hashes are stored."
-        if any(c.generated for c in created)
-        else "Passwords as given in the environment."
-    )
-    console.print(Panel("\n".join([*lines, "", note]), title="Demo users created"))
+def _show_credentials(created: list[DemoCredential]) -> None:
+    lines = [
+        f"{c.role.value:<7} {c.username:<8} "
+        + (c.password if c.generated else f"(QUANTDESK_DEMO_{c.username.upper()}_PASSWORD)")
+        for c in created
+    ]
+    if any(c.generated for c in created):
+        lines += ["", "Shown once: only bcrypt hashes are stored."]
+    console.print(Panel("\n".join(lines), title="Demo users created"))
 
 
-def main() -> None:
+def main() -> None:  # console-script entry point
     app()
 
 

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/quantdesk.db",
     )
     redis_url: str | None = Field(default=None, description="Redis for bus, cache, throttles.")
+    redis_prefix: str = Field(default="qd:", description="Prefix of every Redis key and channel.")
     jwt_secret: SecretStr | None = None
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "quantdesk"

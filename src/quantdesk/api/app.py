@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.resolved_database_url)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         throttle: LoginThrottle = (
-            RedisLoginThrottle(redis, settings.login_failure_window_seconds)
+            RedisLoginThrottle(
+                redis, settings.login_failure_window_seconds, f"{settings.redis_prefix}login:"
+            )
             if redis is not None
             else MemoryLoginThrottle(settings.login_failure_window_seconds)
         )

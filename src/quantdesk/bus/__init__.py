@@ -3,6 +3,7 @@
 from quantdesk.bus.base import (
     BusError,
     BusNotRunningError,
+    BusUnavailableError,
     Delivery,
     EventBus,
     Message,
@@ -16,6 +17,7 @@ from quantdesk.bus.redis import RedisBus
 __all__ = [
     "BusError",
     "BusNotRunningError",
+    "BusUnavailableError",
     "Delivery",
     "EventBus",
     "MemoryBus",

@@ -29,7 +29,10 @@ class Router:
         self._patterns: dict[str, set[Subscription]] = {}
 
     def __len__(self) -> int:
-        return len({s for subs in (*self._channels.values(), *self._patterns.values()) for s in subs})
+        return len(self._all())
+
+    def _all(self) -> set[Subscription]:
+        return {s for group in (*self._channels.values(), *self._patterns.values()) for s in group}
 
     def _index(self, kind: str) -> dict[str, set[Subscription]]:
         return self._channels if kind == "channel" else self._patterns
@@ -62,7 +65,7 @@ class Router:
         return [("channel", c) for c in self._channels] + [("pattern", p) for p in self._patterns]
 
     def clear(self) -> set[Subscription]:
-        subs = {s for group in (*self._channels.values(), *self._patterns.values()) for s in group}
+        subs = self._all()
         self._channels.clear()
         self._patterns.clear()
         return subs

@@ -41,6 +41,10 @@ class BusNotRunningError(BusError):
     """The bus was used before ``start()`` or after ``close()``."""
 
 
+class BusUnavailableError(BusError):
+    """The bus's server cannot be reached (at start-up or while publishing)."""
+
+
 class SubscriptionClosedError(BusError):
     """``get()`` was called on a subscription that is closed and drained."""
 
@@ -180,7 +184,7 @@ class Subscription:
     def get_nowait(self) -> Delivery | None:
         return self._queue.popleft() if self._queue else None
 
-    async def get(self, timeout: float | None = None) -> Delivery:
+    async def get(self, timeout: float | None = None) -> Delivery:  # noqa: ASYNC109
         """The next delivery; raises ``TimeoutError`` or :class:`SubscriptionClosedError`."""
         async with asyncio.timeout(timeout):
             while not self._queue:

@@ -12,5 +12,5 @@ def create_bus(
 ) -> EventBus:
     """A not-yet-started bus: :class:`RedisBus` for ``redis_url``, else :class:`MemoryBus`."""
     if redis_url:
-        return RedisBus.from_url(redis_url, prefix=prefix, queue_size=queue_size)
+        return RedisBus(redis_url, prefix=prefix, queue_size=queue_size)
     return MemoryBus(queue_size=queue_size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -19,9 +19,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quantdesk.bus._fanout import FanoutBus
-from quantdesk.bus.base import DEFAULT_QUEUE_SIZE, BusError, Key, Message, glob_escape
+from quantdesk.bus.base import (
+    DEFAULT_QUEUE_SIZE,
+    BusError,
+    BusUnavailableError,
+    Key,
+    Message,
+    glob_escape,
+)
 
 log = logging.getLogger(__name__)
+
+_CONTROL_CHANNEL = "__bus__"
+
+# Long, finite reads: an idle bus wakes up now and then, which costs nothing.
+_READ_TIMEOUT = 60.0
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -30,23 +42,33 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+async def aclose(resource: object) -> None:
+    """Call a redis-py client's or pub/sub's ``aclose()``.
+
+    Through ``Any`` because the types-redis stubs predate ``aclose`` and redis-py's own
+    annotations leave ``PubSub.aclose`` untyped; both pass mypy this way.
+    """
+    await cast(Any, resource).aclose()
+
+
 class RedisBus(FanoutBus):
     """Event bus over Redis PUBLISH / SUBSCRIBE / PSUBSCRIBE."""
 
     def __init__(
         self,
-        client: Redis,
+        url: str,
         *,
         prefix: str = "qd:",
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        owns_client: bool = False,
         subscribe_timeout: float = 5.0,
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 5.0,
+        **redis_options: Any,
     ) -> None:
+        """``url`` like ``redis://host:6379/0``; ``redis_options`` go to ``Redis.from_url``."""
         super().__init__(queue_size=queue_size)
-        self._client = client
-        self._owns_client = owns_client
+        options: dict[str, Any] = {"decode_responses": True, "socket_keepalive": True}
+        self._client = Redis.from_url(url, **(options | redis_options))
         self.prefix = prefix
         # Patterns go upstream as escaped-prefix + pattern, so a prefix with glob characters
         # still only matches itself.
@@ -58,13 +80,7 @@ class RedisBus(FanoutBus):
         self._reader: asyncio.Task[None] | None = None
         self._acks: dict[Key, list[asyncio.Future[None]]] = {}
         self.reconnects = 0
-        """Times the pub/sub connection was lost and the reader had to retry."""
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisBus:
-        """A bus owning a new client for ``url`` (``redis://host:6379/0``)."""
-        client = Redis.from_url(url, decode_responses=True, socket_keepalive=True)
-        return cls(client, owns_client=True, **kwargs)
+        """Times the reader gave up on a connection and backed off before retrying."""
 
     async def start(self) -> None:
         if self._running:
@@ -72,8 +88,12 @@ class RedisBus(FanoutBus):
         if self._closed:
             self._check_running()
         pubsub = self._client.pubsub()
-        # Connect now so a wrong URL or a down server fails start-up, not the first subscriber.
-        await pubsub.connect()
+        # Subscribing to a control channel connects now, so a wrong URL or a down server fails
+        # start-up rather than the first subscriber, and gives the reader a connection to read.
+        try:
+            await pubsub.subscribe(self.prefix + _CONTROL_CHANNEL)
+        except _CONNECTION_ERRORS as exc:
+            raise BusUnavailableError(f"cannot reach Redis: {exc}") from exc
         self._pubsub = pubsub
         self._reader = asyncio.create_task(self._read_loop(pubsub), name="redis-bus-reader")
         self._running = True
@@ -84,14 +104,17 @@ class RedisBus(FanoutBus):
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
         if self._pubsub is not None:
-            await self._pubsub.aclose()
+            await aclose(self._pubsub)
             self._pubsub = None
-        if self._owns_client:
-            await self._client.aclose()
+        await aclose(self._client)
 
     async def publish(self, channel: str, message: Message) -> None:
         self._check_running()
-        await self._client.publish(self.prefix + channel, json.dumps(message, separators=(",", ":")))
+        payload = json.dumps(message, separators=(",", ":"))
+        try:
+            await self._client.publish(self.prefix + channel, payload)
+        except _CONNECTION_ERRORS as exc:
+            raise BusUnavailableError(f"cannot publish to Redis: {exc}") from exc
 
     def _upstream(self, keys: list[Key]) -> tuple[list[str], list[str]]:
         channels = [self.prefix + name for kind, name in keys if kind == "channel"]
@@ -118,6 +141,8 @@ class RedisBus(FanoutBus):
                 await asyncio.gather(*waits.values())
         except TimeoutError as exc:
             raise BusError(f"Redis did not confirm the subscription to {keys}") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise BusUnavailableError(f"cannot subscribe on Redis: {exc}") from exc
         finally:
             for key, fut in waits.items():
                 self._acks[key].remove(fut)
@@ -143,7 +168,7 @@ class RedisBus(FanoutBus):
             try:
                 # redis-py reconnects and resubscribes inside get_message when it can; when the
                 # server stays away it raises and we back off here.
-                raw = await pubsub.get_message(timeout=None)
+                raw = await pubsub.get_message(timeout=_READ_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -262,7 +262,8 @@ class ExchangeCalendar:
             return pd.Timestamp(value, tz="UTC").to_pydatetime()
 
         opened, closed = instant(self._open_ns), instant(self._close_ns)
-        assert opened is not None and closed is not None
+        assert opened is not None
+        assert closed is not None
         reason = self._frame["reason"].iat[i]
         return Session(
             date=self._date_at(i),
