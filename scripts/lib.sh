@@ -43,7 +43,7 @@ qd_ensure_venv() {
 # already installed. A "dev" install also satisfies a plain one.
 qd_ensure_installed() {
   local extras="${1:-}" hash spec stamp
-  hash="$(sha256sum "$QD_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  hash="$("$QD_PY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$QD_ROOT/pyproject.toml")"
   stamp="$QD_VENV/.quantdesk-installed${extras:+-$extras}"
   if [ -x "$QD_VENV/bin/quantdesk" ]; then
     [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] && return 0
@@ -77,7 +77,7 @@ qd_ensure_frontend_deps() {
   else
     (cd "$fe" && npm install --no-audit --no-fund) || qd_die "npm install failed in frontend/ (see above)."
   fi
-  touch "$marker"
+  mkdir -p "$fe/node_modules" && touch "$marker"
 }
 
 # frontend/dist, rebuilt when missing or older than any source or config file.

@@ -30,7 +30,9 @@ from quantdesk.db.migrate import upgrade
 from quantdesk.observability.audit import Actor
 from quantdesk.settings import Settings
 
-PG_ADMIN_DSN = os.environ.get("QUANTDESK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "QUANTDESK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("QUANTDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-" + "x" * 40
 TEST_PASSWORD = "correct-horse-battery-9"
@@ -158,7 +160,9 @@ def unique_name(prefix: str = "u") -> str:
 async def make_user(settings: Settings, client: httpx.AsyncClient) -> UserFactory:
     """Create a user directly in the database and (by default) log it in through the API."""
 
-    async def factory(role: Role = Role.TRADER, *, login: bool = True, name: str | None = None) -> AuthedUser:
+    async def factory(
+        role: Role = Role.TRADER, *, login: bool = True, name: str | None = None
+    ) -> AuthedUser:
         username = name or unique_name(role.value)
         engine = create_engine(settings.resolved_database_url)
         try:

@@ -15,6 +15,7 @@ from rich.table import Table
 from quantdesk import __version__
 from quantdesk.auth.models import Role
 from quantdesk.bootstrap import DemoCredential
+from quantdesk.market.instruments_cli import app as instruments_app
 from quantdesk.settings import ConfigError, Settings
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(instruments_app, name="instruments")
 
 console = Console()
 err = Console(stderr=True)
@@ -139,7 +141,10 @@ def users_list() -> None:
         table = Table("id", "username", "role", "active", "created", title=f"{total} users")
         for u in rows:
             table.add_row(
-                str(u.id), u.username, u.role, "yes" if u.is_active else "no",
+                str(u.id),
+                u.username,
+                u.role,
+                "yes" if u.is_active else "no",
                 u.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             )
         console.print(table)

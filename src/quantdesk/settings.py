@@ -83,7 +83,8 @@ class Settings(BaseSettings):
         if not self.is_sqlite:
             raise ConfigError(
                 "QUANTDESK_JWT_SECRET is not set. A production database needs an explicit "
-                "signing secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+                "signing secret of 32+ characters, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
             )
         return _embedded_secret(self.data_dir / "jwt_secret")
 

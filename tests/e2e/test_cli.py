@@ -41,14 +41,20 @@ def test_db_upgrade_then_users_create_and_list(env: dict[str, str], tmp_path: Pa
     r = run(["db", "upgrade"], env, tmp_path)
     assert r.returncode == 0, r.stderr
     assert "revision" in r.stdout
-    r = run(["users", "create", "carol", "--role", "viewer"], {**env, "QUANTDESK_PASSWORD": "viewer-pass-long-9"}, tmp_path)
+    r = run(
+        ["users", "create", "carol", "--role", "viewer"],
+        {**env, "QUANTDESK_PASSWORD": "viewer-pass-long-9"},
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     r = run(["users", "list"], env, tmp_path)
     assert "carol" in r.stdout and "viewer" in r.stdout
     assert "viewer-pass-long-9" not in r.stdout + r.stderr
 
 
-def test_users_create_rejects_a_weak_password_with_nonzero_exit(env: dict[str, str], tmp_path: Path) -> None:
+def test_users_create_rejects_a_weak_password_with_nonzero_exit(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     run(["db", "upgrade"], env, tmp_path)
     r = run(["users", "create", "dave"], {**env, "QUANTDESK_PASSWORD": "short"}, tmp_path)
     assert r.returncode == 1
@@ -56,15 +62,23 @@ def test_users_create_rejects_a_weak_password_with_nonzero_exit(env: dict[str, s
     assert "dave" not in run(["users", "list"], env, tmp_path).stdout
 
 
-def test_users_create_without_password_or_terminal_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+def test_users_create_without_password_or_terminal_exits_2(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     run(["db", "upgrade"], env, tmp_path)
     r = run(["users", "create", "erin"], env, tmp_path)
     assert r.returncode == 2
     assert "QUANTDESK_PASSWORD" in r.stderr
 
 
-def test_serve_refuses_a_production_database_without_jwt_secret(env: dict[str, str], tmp_path: Path) -> None:
-    r = run(["serve"], {**env, "QUANTDESK_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/postgres"}, tmp_path)
+def test_serve_refuses_a_production_database_without_jwt_secret(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    r = run(
+        ["serve"],
+        {**env, "QUANTDESK_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/postgres"},
+        tmp_path,
+    )
     assert r.returncode == 2
     assert "QUANTDESK_JWT_SECRET" in r.stderr
 
@@ -81,7 +95,11 @@ def start_server(env: dict[str, str], cwd: Path) -> tuple[str, subprocess.Popen[
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [*QD, "serve", "--port", str(port)],
-            env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            cwd=cwd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -96,7 +114,9 @@ def start_server(env: dict[str, str], cwd: Path) -> tuple[str, subprocess.Popen[
 
 
 @pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+def server(
+    env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     base, proc, log = start_server(env, tmp_path)
     yield base, proc, log
     proc.terminate()
@@ -110,10 +130,14 @@ def test_first_start_creates_demo_users_prints_them_once_and_they_can_log_in(
     out = log.read_text()
     creds = dict(re.findall(r"│ (?:admin|trader)\s+(\w+)\s+(\S+)", out))
     assert set(creds) == {"admin", "trader"}
-    r = httpx.post(f"{base}/api/v1/auth/login", json={"username": "admin", "password": creds["admin"]})
+    r = httpx.post(
+        f"{base}/api/v1/auth/login", json={"username": "admin", "password": creds["admin"]}
+    )
     assert r.status_code == 200
     token = r.json()["access_token"]
-    users = httpx.get(f"{base}/api/v1/admin/users", headers={"Authorization": f"Bearer {token}"}).json()
+    users = httpx.get(
+        f"{base}/api/v1/admin/users", headers={"Authorization": f"Bearer {token}"}
+    ).json()
     assert {u["username"] for u in users["items"]} == {"admin", "trader"}
     # Logs are JSON lines with request ids; the password never appears in them.
     json_lines = [ln for ln in out.splitlines() if ln.startswith("{")]
@@ -124,7 +148,13 @@ def test_first_start_creates_demo_users_prints_them_once_and_they_can_log_in(
     assert after.count(creds["admin"]) == 1  # printed once, in the panel, never logged
     # A second start on the same data prints no credentials.
     again = subprocess.run(
-        [*QD, "users", "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        [*QD, "users", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert "admin" in again.stdout
 
@@ -137,7 +167,9 @@ def test_demo_passwords_can_come_from_the_environment(env: dict[str, str], tmp_p
     }
     base, proc, log = start_server(env, tmp_path)
     try:
-        r = httpx.post(f"{base}/api/v1/auth/login", json={"username": "trader", "password": "desk-from-env-1"})
+        r = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": "trader", "password": "desk-from-env-1"}
+        )
         assert r.status_code == 200
     finally:
         proc.terminate()
@@ -145,7 +177,13 @@ def test_demo_passwords_can_come_from_the_environment(env: dict[str, str], tmp_p
     assert "boss-from-env-1" not in log.read_text()  # given passwords are not echoed
 
 
-def test_serve_with_a_weak_demo_password_exits_with_the_reason(env: dict[str, str], tmp_path: Path) -> None:
-    r = run(["serve", "--port", str(_free_port())], {**env, "QUANTDESK_DEMO_ADMIN_PASSWORD": "weak"}, tmp_path)
+def test_serve_with_a_weak_demo_password_exits_with_the_reason(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    r = run(
+        ["serve", "--port", str(_free_port())],
+        {**env, "QUANTDESK_DEMO_ADMIN_PASSWORD": "weak"},
+        tmp_path,
+    )
     assert r.returncode == 2
     assert "PASSWORD_POLICY" in r.stderr

@@ -89,12 +89,16 @@ async def list_audit(
     db: SessionDep,
     _admin: AdminUser,
     actor_id: int | None = None,
-    action: Annotated[str | None, Query(max_length=64, description="Exact, or a prefix ending in '.'")] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, description="Exact, or a prefix ending in '.'")
+    ] = None,
     target_type: Annotated[str | None, Query(max_length=32)] = None,
     target_id: Annotated[str | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    cursor: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, description="next_cursor of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditPage:
     return await audit_queries.search(

@@ -21,6 +21,7 @@ from quantdesk.auth.router import router as auth_router
 from quantdesk.auth.service import AuthContext
 from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from quantdesk.db.engine import create_engine, create_sessionmaker
+from quantdesk.market.router import router as market_router
 from quantdesk.observability.metrics import Metrics
 from quantdesk.settings import Settings
 
@@ -31,6 +32,7 @@ def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(auth_router)
     router.include_router(admin_router)
+    router.include_router(market_router)
     return router
 
 
@@ -96,7 +98,7 @@ def _mount_ui(app: FastAPI, ui_dir: Path) -> None:
         app.mount("/assets", StaticFiles(directory=ui_dir / "assets"), name="ui-assets")
 
     @app.get("/{path:path}", include_in_schema=False)
-    async def ui(path: str) -> FileResponse:
+    def ui(path: str) -> FileResponse:  # sync: FastAPI runs it in a thread (file checks)
         candidate = (ui_dir / path).resolve()
         if path and candidate.is_file() and ui_dir.resolve() in candidate.parents:
             return FileResponse(candidate)

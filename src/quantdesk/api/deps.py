@@ -1,7 +1,6 @@
 """Dependencies as ``Annotated`` aliases, so handlers stay short and every route's access
 rule is declared in its signature (and visible to the authorization-matrix test)."""
 
-
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -108,7 +107,9 @@ def anonymous_actor(request: Request) -> Actor:
 
 
 def user_actor(request: Request, user: User) -> Actor:
-    return Actor(user.id, user.username, _client_ip(request), getattr(request.state, "request_id", None))
+    return Actor(
+        user.id, user.username, _client_ip(request), getattr(request.state, "request_id", None)
+    )
 
 
 AnonymousActor = Annotated[Actor, Depends(anonymous_actor)]

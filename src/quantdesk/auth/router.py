@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from quantdesk.api.deps import AnonymousActor, ClaimsDep, CurrentUser, SessionDep, StateDep, user_actor
+from quantdesk.api.deps import (
+    AnonymousActor,
+    ClaimsDep,
+    CurrentUser,
+    SessionDep,
+    StateDep,
+    user_actor,
+)
 from quantdesk.auth import service
 from quantdesk.auth.schemas import LoginRequest, RefreshRequest, TokenPair, UserOut
 from quantdesk.errors import AppError
@@ -39,7 +46,9 @@ async def login(
     responses=error_responses(400, 401, 422),
     summary="Rotate a refresh token: returns a new pair; the old refresh token is spent",
 )
-async def refresh(body: RefreshRequest, db: SessionDep, state: StateDep, actor: AnonymousActor) -> TokenPair:
+async def refresh(
+    body: RefreshRequest, db: SessionDep, state: StateDep, actor: AnonymousActor
+) -> TokenPair:
     return await service.refresh(db, state.auth, actor, body.refresh_token)
 
 
@@ -57,6 +66,8 @@ async def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/me", response_model=UserOut, responses=error_responses(401), summary="The current user")
+@router.get(
+    "/me", response_model=UserOut, responses=error_responses(401), summary="The current user"
+)
 async def me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)

@@ -99,7 +99,9 @@ async def login(
     return pair
 
 
-def _issue(db: AsyncSession, s: Settings, user: User, sess: AuthSession, now: datetime) -> TokenPair:
+def _issue(
+    db: AsyncSession, s: Settings, user: User, sess: AuthSession, now: datetime
+) -> TokenPair:
     raw = new_refresh_token()
     db.add(
         RefreshToken(
@@ -119,9 +121,7 @@ def _issue(db: AsyncSession, s: Settings, user: User, sess: AuthSession, now: da
         ttl=timedelta(seconds=s.access_token_ttl_seconds),
         now=now,
     )
-    return TokenPair(
-        access_token=access, refresh_token=raw, expires_in=s.access_token_ttl_seconds
-    )
+    return TokenPair(access_token=access, refresh_token=raw, expires_in=s.access_token_ttl_seconds)
 
 
 def _invalid_refresh() -> NotAuthenticated:
@@ -158,7 +158,11 @@ async def refresh(
         await _revoke_session(db, sess.id, "refresh_reuse", now)
         who = audit.Actor(user.id, user.username, actor.ip, actor.request_id)
         audit.record(
-            db, who, "auth.refresh_reuse", target_type="session", target_id=sess.id,
+            db,
+            who,
+            "auth.refresh_reuse",
+            target_type="session",
+            target_id=sess.id,
             outcome="revoked",
         )
         await db.commit()

@@ -53,14 +53,20 @@ async def create_user(
         await db.rollback()
         raise Conflict(f"User {username!r} already exists.", code="USER_EXISTS") from exc
     audit.record(
-        db, actor, "user.create", target_type="user", target_id=user.id,
+        db,
+        actor,
+        "user.create",
+        target_type="user",
+        target_id=user.id,
         changes={"username": username, "role": role.value},
     )
     await db.commit()
     return user
 
 
-async def list_users(db: AsyncSession, *, limit: int = 100, offset: int = 0) -> tuple[Sequence[User], int]:
+async def list_users(
+    db: AsyncSession, *, limit: int = 100, offset: int = 0
+) -> tuple[Sequence[User], int]:
     total = (await db.execute(select(func.count()).select_from(User))).scalar_one()
     rows = (await db.execute(select(User).order_by(User.id).limit(limit).offset(offset))).scalars()
     return rows.all(), total
@@ -102,7 +108,7 @@ async def update_user(
     if not changes:
         return user
     user.updated_at = now
-    if "is_active" in changes and not user.is_active or "password" in changes:
+    if ("is_active" in changes and not user.is_active) or "password" in changes:
         await revoke_user_sessions(db, user.id, "user_updated")
     audit.record(db, actor, "user.update", target_type="user", target_id=user.id, changes=changes)
     await db.commit()

@@ -186,20 +186,29 @@ class Subscription:
 
     async def get(self, timeout: float | None = None) -> Delivery:  # noqa: ASYNC109
         """The next delivery; raises ``TimeoutError`` or :class:`SubscriptionClosedError`."""
+        if self._queue:  # the common case under load: no timer, no waiting
+            return self._queue.popleft()
+        if timeout is None:
+            return await self._wait()
         async with asyncio.timeout(timeout):
-            while not self._queue:
-                if self._closed:
-                    raise SubscriptionClosedError("subscription is closed")
-                self._ready.clear()
-                await self._ready.wait()
+            return await self._wait()
+
+    async def _wait(self) -> Delivery:
+        while not self._queue:
+            if self._closed:
+                raise SubscriptionClosedError("subscription is closed")
+            self._ready.clear()
+            await self._ready.wait()
         return self._queue.popleft()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
 
     async def __anext__(self) -> Delivery:
+        if self._queue:
+            return self._queue.popleft()
         try:
-            return await self.get()
+            return await self._wait()
         except SubscriptionClosedError:
             raise StopAsyncIteration from None
 
@@ -222,6 +231,11 @@ class EventBus(ABC):
     @abstractmethod
     async def publish(self, channel: str, message: Message) -> None:
         """Send ``message`` to every current subscriber of ``channel``; never waits for them."""
+
+    async def publish_many(self, messages: Iterable[tuple[str, Message]]) -> None:
+        """Publish ``(channel, message)`` pairs in order; one round trip where the bus can."""
+        for channel, message in messages:
+            await self.publish(channel, message)
 
     @abstractmethod
     def subscribe(

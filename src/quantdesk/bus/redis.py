@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -113,6 +114,23 @@ class RedisBus(FanoutBus):
         payload = json.dumps(message, separators=(",", ":"))
         try:
             await self._client.publish(self.prefix + channel, payload)
+        except _CONNECTION_ERRORS as exc:
+            raise BusUnavailableError(f"cannot publish to Redis: {exc}") from exc
+
+    async def publish_many(self, messages: Iterable[tuple[str, Message]]) -> None:
+        self._check_running()
+        payloads = [
+            (self.prefix + channel, json.dumps(message, separators=(",", ":")))
+            for channel, message in messages
+        ]
+        if not payloads:
+            return
+        try:
+            # One pipelined round trip; Redis runs a connection's commands in order.
+            async with self._client.pipeline(transaction=False) as pipe:
+                for channel, payload in payloads:
+                    pipe.publish(channel, payload)
+                await pipe.execute()
         except _CONNECTION_ERRORS as exc:
             raise BusUnavailableError(f"cannot publish to Redis: {exc}") from exc
 

@@ -21,4 +21,5 @@ class Base(DeclarativeBase):
 def import_all_models() -> None:
     """Import every domain's tables so the metadata is complete (Alembic, tests)."""
     import quantdesk.auth.models
+    import quantdesk.market.models
     import quantdesk.observability.audit  # noqa: F401

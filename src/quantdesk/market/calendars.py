@@ -13,9 +13,10 @@ only to turn local wall-clock times and dates into instants.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
@@ -140,14 +141,23 @@ def exchange_of(symbol: str) -> str:
     return exchange.upper()
 
 
-@functools.cache
 def get_calendar(name: str) -> ExchangeCalendar:
     """The calendar of an exchange (``NSE``, ``BSE``, ``NYSE``); built once, then cached."""
     key = _ALIASES.get(name.upper(), name.upper())
     if key not in _SOURCES:
         raise ValueError(f"unknown exchange calendar {name!r}; known: {available_calendars()}")
+    return _build_calendar(key)
+
+
+@functools.cache
+def _build_calendar(key: str) -> ExchangeCalendar:
     code, specials = _SOURCES[key]
-    return ExchangeCalendar(key, xcals.get_calendar(code), specials)
+    with warnings.catch_warnings():
+        # exchange_calendars trips pandas deprecation warnings on construction; not ours to fix.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        upstream = xcals.get_calendar(code)
+    return ExchangeCalendar(key, upstream, specials)
 
 
 def _require_aware(ts: datetime) -> datetime:
@@ -169,9 +179,15 @@ def _utc_schedule(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _from_ns(ns: int) -> datetime:
+    """UTC datetime from epoch nanoseconds (sub-microsecond part dropped)."""
+    seconds, rest = divmod(ns, 10**9)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)
+
+
 def _to_utc_ns(values: pd.Series) -> np.ndarray:
     """UTC epoch nanoseconds; NaT becomes int64 min (compares below every real instant)."""
-    return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
+    return np.array(values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8)
 
 
 class ExchangeCalendar:
@@ -259,7 +275,7 @@ class ExchangeCalendar:
             value = int(ns[i])
             if value == np.iinfo(np.int64).min:
                 return None
-            return pd.Timestamp(value, tz="UTC").to_pydatetime()
+            return _from_ns(value)
 
         opened, closed = instant(self._open_ns), instant(self._close_ns)
         assert opened is not None
@@ -332,7 +348,7 @@ class ExchangeCalendar:
         i = int(np.searchsorted(self._open_ns, value, side="right"))
         if i >= len(self._open_ns):
             raise CalendarRangeError(f"no {self.name} session opens after {ts}")
-        return pd.Timestamp(int(self._open_ns[i]), tz="UTC").to_pydatetime()
+        return _from_ns(int(self._open_ns[i]))
 
     def previous_close(self, ts: datetime) -> datetime:
         """The last session close strictly before ``ts``."""
@@ -340,7 +356,7 @@ class ExchangeCalendar:
         i = int(np.searchsorted(self._close_ns, value, side="left")) - 1
         if i < 0:
             raise CalendarRangeError(f"no {self.name} session closes before {ts}")
-        return pd.Timestamp(int(self._close_ns[i]), tz="UTC").to_pydatetime()
+        return _from_ns(int(self._close_ns[i]))
 
     # -- vectorised helpers (ingest validation, synthetic data) --------------------------------
 

@@ -183,12 +183,12 @@ def _intraday_keys(bars: _Bars, calendar: ExchangeCalendar, step_seconds: int) -
     """Bucket start of each bar: session open + whole steps (anchored per session)."""
     opened, _ = _session_bounds(calendar, bars.session)
     step = step_seconds * _US
-    return opened + (bars.time - opened) // step * step
+    return np.asarray(opened + (bars.time - opened) // step * step, dtype=np.int64)
 
 
 def _iso_week(session: np.ndarray) -> np.ndarray:
     """Monday (days since epoch) of each session's ISO week; 1970-01-01 was a Thursday."""
-    return session - (session + 3) % 7
+    return np.asarray(session - (session + 3) % 7, dtype=np.int64)
 
 
 def _aggregate(bars: _Bars, keys: np.ndarray, *, keys_are_times: bool) -> _Bars:

@@ -116,9 +116,8 @@ class Feed(ABC):
         misses nothing."""
         try:
             await self.cache.set_many(quotes)
-            for quote in quotes:
-                await self.bus.publish(quote_channel(quote.symbol), quote.to_json())
-                self.emitted += 1
+            await self.bus.publish_many((quote_channel(q.symbol), q.to_json()) for q in quotes)
+            self.emitted += len(quotes)
         except Exception:
             # A Redis blip must not kill the market feed of a running server; the next batch
             # tries again.

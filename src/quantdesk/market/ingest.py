@@ -293,8 +293,11 @@ def _read_all(
         table = _read_table(path, report)
         if table is not None:
             mapped = _map_columns(table, fmt, str(path), report)
-            if mapped is not None:
-                parts.append(_only_symbol(table, mapped, symbol, str(path), report))
+            selected = (
+                None if mapped is None else _only_symbol(table, mapped, symbol, str(path), report)
+            )
+            if selected is not None:
+                parts.append(selected)
     _notify(progress, "read", len(files), len(files))
     return _concat(parts, [str(f) for f in files])
 
@@ -366,7 +369,7 @@ def _only_symbol(
     symbol: str,
     file: str,
     report: _Report,
-) -> tuple[dict[str, pa.ChunkedArray], np.ndarray]:
+) -> tuple[dict[str, pa.ChunkedArray], np.ndarray] | None:
     """Rows of ``symbol`` if the file names symbols; with their 1-based row numbers."""
     rows = np.arange(1, table.num_rows + 1)
     names = {_normal_name(n): n for n in table.column_names}
@@ -381,6 +384,7 @@ def _only_symbol(
         report.file_issue(
             "symbol_not_in_file", f"{Path(file).name}: no rows for {symbol}; found {present}", file
         )
+        return None
     mask = keep.to_numpy(zero_copy_only=False)
     return {k: v.filter(keep) for k, v in mapped.items()}, rows[mask]
 
@@ -390,7 +394,8 @@ def _concat(parts: list[tuple[dict[str, pa.ChunkedArray], np.ndarray]], files: l
         return _Raw({}, np.empty(0, np.int64), np.empty(0, np.int64), files)
     columns = {
         name: pa.chunked_array(
-            [chunk for cols, _ in parts for chunk in _unify(cols[name], parts, name).chunks]
+            [chunk for cols, _ in parts for chunk in _unify(cols[name], parts, name).chunks],
+            type=_unify(parts[0][0][name], parts, name).type,
         )
         for name in _FIELDS
     }
@@ -467,7 +472,8 @@ def _parse_numbers(column: pa.ChunkedArray) -> np.ndarray:
     except pa.ArrowInvalid:
         # Some cell is not a number: fall back to a per-cell parse that marks it NaN.
         text = pd.Series(column.to_pandas(), dtype="string").str.strip()
-        return pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        numbers = pd.to_numeric(text, errors="coerce")
+        return np.asarray(numbers.to_numpy(dtype=float, na_value=np.nan), dtype=np.float64)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -548,21 +554,23 @@ def _check_values(
     for name in PRICE_COLUMNS:
         values = prices[name]
         missing = ~np.isfinite(values)
-        report.row_issues(
-            "bad_price", missing, raw, lambda i, n=name: f"{n} is not a number: {cell(n, i)}", name
-        )
         not_positive = np.isfinite(values) & (values <= 0)
+        report.row_issues("bad_price", missing, raw, _not_a_number(name, cell), name)
         report.row_issues(
-            "non_positive_price",
-            not_positive,
-            raw,
-            lambda i, n=name: f"{n} must be positive, got {prices[n][i]}",
-            name,
+            "non_positive_price", not_positive, raw, _not_positive(name, values), name
         )
         bad |= missing | not_positive
     bad |= _check_ohlc(raw, prices, bad.copy(), report)
     bad |= _check_volume(raw, volume, report, cell)
-    return bad
+    return np.asarray(bad, dtype=bool)
+
+
+def _not_a_number(name: str, cell: Callable[[str, int], str]) -> Callable[[int], str]:
+    return lambda i: f"{name} is not a number: {cell(name, i)}"
+
+
+def _not_positive(name: str, values: np.ndarray) -> Callable[[int], str]:
+    return lambda i: f"{name} must be positive, got {values[i]}"
 
 
 def _check_ohlc(
@@ -608,7 +616,7 @@ def _check_volume(
         "negative_volume", negative, raw, lambda i: f"volume {volume[i]:.0f} < 0", "volume"
     )
     volume[~finite] = 0  # keep the int64 cast of bad rows harmless; they are dropped
-    return not_number | negative
+    return np.asarray(not_number | negative, dtype=bool)
 
 
 def _detect_interval(stamps: pd.Series, zone: ZoneInfo) -> SourceInterval:
@@ -667,7 +675,7 @@ def _outside_hours(starts: pd.Series, calendar: ExchangeCalendar) -> np.ndarray:
     at = np.maximum(index, 0)
     inside = (arrays["open"][at] <= ns) & (ns < arrays["close"][at])
     in_break = (arrays["break_start"][at] <= ns) & (ns < arrays["break_end"][at])
-    return valid & ((index < 0) | ~inside | in_break)
+    return np.asarray(valid & ((index < 0) | ~inside | in_break), dtype=bool)
 
 
 def _detect_label(stamps: pd.Series, calendar: ExchangeCalendar) -> Literal["start", "end"]:

@@ -102,7 +102,8 @@ def _regime_path(
 def _u_shape(position: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Intraday activity weight: about 3x at the open, 2x at the close, 1x at midday."""
     x = position / np.maximum(length - 1, 1)
-    return 1.0 + 2.0 * np.exp(-x * 12.0) + 1.0 * np.exp(-(1.0 - x) * 10.0) + 0.5 * (2 * x - 1) ** 2
+    weight = 1.0 + 2.0 * np.exp(-x * 12.0) + np.exp(-(1.0 - x) * 10.0) + 0.5 * (2 * x - 1) ** 2
+    return np.asarray(weight, dtype=np.float64)
 
 
 def _to_tick(values: np.ndarray, tick: float, decimals: int, how: str) -> np.ndarray:
@@ -146,7 +147,8 @@ def generate_bars(
     times, session = minute_grid(calendar, start, end)
     n = len(times)
     if n == 0:
-        return _frame(times, *(np.empty(0) for _ in range(4)), np.empty(0, np.int64))
+        none = np.empty(0)
+        return _frame(times, none, none, none, none, np.empty(0, np.int64))
 
     matrix = np.asarray(transitions, dtype=float)
     path = _regime_path(rng, int(session[-1]) + 1, matrix, first=1 % len(regimes))

@@ -47,8 +47,12 @@ async def test_login_token_lifetime_defaults_to_15_minutes(
 async def test_wrong_password_and_unknown_user_get_the_same_401(
     client: httpx.AsyncClient, trader: AuthedUser
 ) -> None:
-    wrong = await client.post(LOGIN, json={"username": trader.username, "password": "nope-nope-nope"})
-    unknown = await client.post(LOGIN, json={"username": "nobody_here", "password": "nope-nope-nope"})
+    wrong = await client.post(
+        LOGIN, json={"username": trader.username, "password": "nope-nope-nope"}
+    )
+    unknown = await client.post(
+        LOGIN, json={"username": "nobody_here", "password": "nope-nope-nope"}
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json()
     assert wrong.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
@@ -57,7 +61,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(
 async def test_username_is_case_insensitive_at_login(
     client: httpx.AsyncClient, trader: AuthedUser
 ) -> None:
-    r = await client.post(LOGIN, json={"username": trader.username.upper(), "password": trader.password})
+    r = await client.post(
+        LOGIN, json={"username": trader.username.upper(), "password": trader.password}
+    )
     assert r.status_code == 200
 
 
@@ -114,7 +120,8 @@ async def test_reusing_a_spent_refresh_token_revokes_the_whole_family(
     assert me.status_code == 401
     assert me.json()["error"]["code"] == "AUTH_SESSION_REVOKED"
     audit = await client.get(
-        "/api/v1/admin/audit", params={"action": "auth.refresh_reuse", "actor_id": trader.id},
+        "/api/v1/admin/audit",
+        params={"action": "auth.refresh_reuse", "actor_id": trader.id},
         headers=admin.headers,
     )
     assert len(audit.json()["items"]) == 1
@@ -123,7 +130,9 @@ async def test_reusing_a_spent_refresh_token_revokes_the_whole_family(
 async def test_reuse_in_one_session_leaves_other_sessions_alone(
     client: httpx.AsyncClient, trader: AuthedUser
 ) -> None:
-    other = await client.post(LOGIN, json={"username": trader.username, "password": trader.password})
+    other = await client.post(
+        LOGIN, json={"username": trader.username, "password": trader.password}
+    )
     await client.post(REFRESH, json={"refresh_token": trader.refresh_token})
     await client.post(REFRESH, json={"refresh_token": trader.refresh_token})  # reuse
     assert (await client.get(ME, headers=bearer(other.json()["access_token"]))).status_code == 200
@@ -177,15 +186,21 @@ async def test_disabled_user_cannot_log_in_and_live_tokens_stop(
     )
     assert r.status_code == 200 and r.json()["is_active"] is False
     assert (await client.get(ME, headers=trader.headers)).status_code == 401
-    assert (await client.post(REFRESH, json={"refresh_token": trader.refresh_token})).status_code == 401
-    login = await client.post(LOGIN, json={"username": trader.username, "password": trader.password})
+    assert (
+        await client.post(REFRESH, json={"refresh_token": trader.refresh_token})
+    ).status_code == 401
+    login = await client.post(
+        LOGIN, json={"username": trader.username, "password": trader.password}
+    )
     assert login.status_code == 401
     assert login.json()["error"]["code"] == "AUTH_USER_DISABLED"
     # Re-enabled, the user logs in again.
     await client.patch(
         f"/api/v1/admin/users/{trader.id}", json={"is_active": True}, headers=admin.headers
     )
-    login = await client.post(LOGIN, json={"username": trader.username, "password": trader.password})
+    login = await client.post(
+        LOGIN, json={"username": trader.username, "password": trader.password}
+    )
     assert login.status_code == 200
 
 
@@ -193,7 +208,9 @@ async def test_role_change_applies_to_tokens_already_issued(
     client: httpx.AsyncClient, viewer: AuthedUser, admin: AuthedUser
 ) -> None:
     assert (await client.get("/api/v1/admin/users", headers=viewer.headers)).status_code == 403
-    await client.patch(f"/api/v1/admin/users/{viewer.id}", json={"role": "admin"}, headers=admin.headers)
+    await client.patch(
+        f"/api/v1/admin/users/{viewer.id}", json={"role": "admin"}, headers=admin.headers
+    )
     assert (await client.get("/api/v1/admin/users", headers=viewer.headers)).status_code == 200
 
 
@@ -201,9 +218,13 @@ async def test_password_change_ends_existing_sessions(
     client: httpx.AsyncClient, trader: AuthedUser, admin: AuthedUser
 ) -> None:
     r = await client.patch(
-        f"/api/v1/admin/users/{trader.id}", json={"password": "a-brand-new-pass-7"}, headers=admin.headers
+        f"/api/v1/admin/users/{trader.id}",
+        json={"password": "a-brand-new-pass-7"},
+        headers=admin.headers,
     )
     assert r.status_code == 200
     assert (await client.get(ME, headers=trader.headers)).status_code == 401
-    ok = await client.post(LOGIN, json={"username": trader.username, "password": "a-brand-new-pass-7"})
+    ok = await client.post(
+        LOGIN, json={"username": trader.username, "password": "a-brand-new-pass-7"}
+    )
     assert ok.status_code == 200

@@ -41,7 +41,9 @@ async def test_success_before_the_limit_resets_the_user_count(
     assert ok.status_code == 200
     for _ in range(4):
         assert (await _fail(client, u.username)).status_code == 401
-    assert (await client.post(LOGIN, json={"username": u.username, "password": u.password})).status_code == 200
+    assert (
+        await client.post(LOGIN, json={"username": u.username, "password": u.password})
+    ).status_code == 200
 
 
 async def test_ip_is_throttled_across_usernames(
@@ -64,18 +66,26 @@ async def test_redis_throttle_is_shared_between_api_processes(
 ) -> None:
     u = await make_user(Role.TRADER, login=False)
     settings = make_settings(
-        db_url, tmp_path, redis_url=redis_url, redis_prefix=redis_prefix, login_max_failures_per_user=3
+        db_url,
+        tmp_path,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        login_max_failures_per_user=3,
     )
     app_a, app_b = create_app(settings), create_app(settings)
-    async with app_a.router.lifespan_context(app_a), app_b.router.lifespan_context(app_b):
-        async with client_for(app_a) as a, client_for(app_b) as b:
-            assert (await _fail(a, u.username)).status_code == 401
-            assert (await _fail(b, u.username)).status_code == 401
-            assert (await _fail(a, u.username)).status_code == 401
-            r = await b.post(LOGIN, json={"username": u.username, "password": u.password})
-            assert r.status_code == 429
-            ready = await a.get("/readyz")
-            assert ready.json()["checks"]["redis"] == "ok"
+    async with (
+        app_a.router.lifespan_context(app_a),
+        app_b.router.lifespan_context(app_b),
+        client_for(app_a) as a,
+        client_for(app_b) as b,
+    ):
+        assert (await _fail(a, u.username)).status_code == 401
+        assert (await _fail(b, u.username)).status_code == 401
+        assert (await _fail(a, u.username)).status_code == 401
+        r = await b.post(LOGIN, json={"username": u.username, "password": u.password})
+        assert r.status_code == 429
+        ready = await a.get("/readyz")
+        assert ready.json()["checks"]["redis"] == "ok"
 
 
 async def test_throttled_attempts_are_audited(
@@ -86,7 +96,8 @@ async def test_throttled_attempts_are_audited(
         await _fail(client, u.username)
     rows = (
         await client.get(
-            "/api/v1/admin/audit", params={"action": "auth.login", "limit": 200},
+            "/api/v1/admin/audit",
+            params={"action": "auth.login", "limit": 200},
             headers=admin.headers,  # type: ignore[attr-defined]
         )
     ).json()["items"]

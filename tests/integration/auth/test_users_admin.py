@@ -18,15 +18,20 @@ async def _count(client: httpx.AsyncClient, admin: AuthedUser) -> tuple[int, int
     return users, len(audit.json()["items"])
 
 
-async def test_admin_creates_a_user_who_can_log_in(client: httpx.AsyncClient, admin: AuthedUser) -> None:
+async def test_admin_creates_a_user_who_can_log_in(
+    client: httpx.AsyncClient, admin: AuthedUser
+) -> None:
     name = unique_name("new")
     r = await client.post(
-        USERS, json={"username": name.upper(), "password": "long-enough-pw-1", "role": "viewer"},
+        USERS,
+        json={"username": name.upper(), "password": "long-enough-pw-1", "role": "viewer"},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
     assert r.json()["username"] == name  # usernames are stored lower-case
-    login = await client.post("/api/v1/auth/login", json={"username": name, "password": "long-enough-pw-1"})
+    login = await client.post(
+        "/api/v1/auth/login", json={"username": name, "password": "long-enough-pw-1"}
+    )
     assert login.status_code == 200
 
 
@@ -44,7 +49,8 @@ async def test_password_policy_rejects_weak_passwords_and_writes_nothing(
 ) -> None:
     before = await _count(client, admin)
     r = await client.post(
-        USERS, json={"username": unique_name(), "password": password, "role": "trader"},
+        USERS,
+        json={"username": unique_name(), "password": password, "role": "trader"},
         headers=admin.headers,
     )
     assert r.status_code == 422
@@ -53,10 +59,14 @@ async def test_password_policy_rejects_weak_passwords_and_writes_nothing(
     assert await _count(client, admin) == before
 
 
-async def test_password_may_not_contain_the_username(client: httpx.AsyncClient, admin: AuthedUser) -> None:
+async def test_password_may_not_contain_the_username(
+    client: httpx.AsyncClient, admin: AuthedUser
+) -> None:
     name = unique_name("bob")
     r = await client.post(
-        USERS, json={"username": name, "password": f"{name}-secret", "role": "trader"}, headers=admin.headers
+        USERS,
+        json={"username": name, "password": f"{name}-secret", "role": "trader"},
+        headers=admin.headers,
     )
     assert r.status_code == 422
 
@@ -66,7 +76,8 @@ async def test_duplicate_username_is_409_and_writes_nothing(
 ) -> None:
     before = await _count(client, admin)
     r = await client.post(
-        USERS, json={"username": trader.username, "password": "long-enough-pw-1", "role": "viewer"},
+        USERS,
+        json={"username": trader.username, "password": "long-enough-pw-1", "role": "viewer"},
         headers=admin.headers,
     )
     assert r.status_code == 409
@@ -74,7 +85,9 @@ async def test_duplicate_username_is_409_and_writes_nothing(
     assert await _count(client, admin) == before
 
 
-async def test_bad_username_and_unknown_role_are_422(client: httpx.AsyncClient, admin: AuthedUser) -> None:
+async def test_bad_username_and_unknown_role_are_422(
+    client: httpx.AsyncClient, admin: AuthedUser
+) -> None:
     for body in (
         {"username": "a b", "password": "long-enough-pw-1", "role": "trader"},
         {"username": "ok_name", "password": "long-enough-pw-1", "role": "superuser"},
@@ -83,7 +96,9 @@ async def test_bad_username_and_unknown_role_are_422(client: httpx.AsyncClient, 
         assert r.status_code == 422
 
 
-async def test_admin_cannot_disable_or_demote_themselves(client: httpx.AsyncClient, admin: AuthedUser) -> None:
+async def test_admin_cannot_disable_or_demote_themselves(
+    client: httpx.AsyncClient, admin: AuthedUser
+) -> None:
     for body in ({"is_active": False}, {"role": "viewer"}):
         r = await client.patch(f"{USERS}/{admin.id}", json=body, headers=admin.headers)
         assert r.status_code == 409
@@ -96,7 +111,9 @@ async def test_unknown_user_is_404(client: httpx.AsyncClient, admin: AuthedUser)
     assert r.json()["error"]["code"] == "USER_NOT_FOUND"
 
 
-async def test_user_list_paginates(client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser) -> None:
+async def test_user_list_paginates(
+    client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser
+) -> None:
     page = (await client.get(USERS, params={"limit": 1}, headers=admin.headers)).json()
     assert len(page["items"]) == 1
     assert page["total"] >= 2

@@ -24,7 +24,11 @@ async def test_user_creation_is_audited_with_actor_ip_request_id_and_changes(
         headers={**admin.headers, "X-Request-ID": "req-audit-123"},
     )
     assert r.status_code == 201
-    rows = (await client.get(AUDIT, params={"action": "user.create", "actor_id": admin.id}, headers=admin.headers)).json()["items"]
+    rows = (
+        await client.get(
+            AUDIT, params={"action": "user.create", "actor_id": admin.id}, headers=admin.headers
+        )
+    ).json()["items"]
     row = next(x for x in rows if x["target_id"] == str(r.json()["id"]))
     assert row["actor_username"] == admin.username
     assert row["ip"] == "127.0.0.1"
@@ -33,18 +37,34 @@ async def test_user_creation_is_audited_with_actor_ip_request_id_and_changes(
     assert row["at"].endswith("Z") or "+00:00" in row["at"]
 
 
-async def test_audit_never_stores_passwords(client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser) -> None:
+async def test_audit_never_stores_passwords(
+    client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser
+) -> None:
     await client.patch(
-        f"/api/v1/admin/users/{trader.id}", json={"password": "another-long-pw-2"}, headers=admin.headers
+        f"/api/v1/admin/users/{trader.id}",
+        json={"password": "another-long-pw-2"},
+        headers=admin.headers,
     )
-    rows = (await client.get(AUDIT, params={"target_id": str(trader.id), "action": "user.update"}, headers=admin.headers)).json()["items"]
+    rows = (
+        await client.get(
+            AUDIT,
+            params={"target_id": str(trader.id), "action": "user.update"},
+            headers=admin.headers,
+        )
+    ).json()["items"]
     assert rows and rows[0]["changes"]["password"] == "***"
     assert "another-long-pw-2" not in str(rows)
 
 
-async def test_logins_and_logouts_are_audited(client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser) -> None:
+async def test_logins_and_logouts_are_audited(
+    client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser
+) -> None:
     await client.post("/api/v1/auth/logout", headers=trader.headers)
-    rows = (await client.get(AUDIT, params={"actor_id": trader.id, "action": "auth."}, headers=admin.headers)).json()["items"]
+    rows = (
+        await client.get(
+            AUDIT, params={"actor_id": trader.id, "action": "auth."}, headers=admin.headers
+        )
+    ).json()["items"]
     assert [r["action"] for r in rows] == ["auth.logout", "auth.login"]
 
 
@@ -70,14 +90,22 @@ async def test_audit_pages_with_a_cursor_without_gaps_or_repeats(
     assert seen == sorted(seen, reverse=True)
 
 
-async def test_audit_time_filter_needs_a_time_zone(client: httpx.AsyncClient, admin: AuthedUser) -> None:
+async def test_audit_time_filter_needs_a_time_zone(
+    client: httpx.AsyncClient, admin: AuthedUser
+) -> None:
     r = await client.get(AUDIT, params={"since": "2026-01-01T00:00:00"}, headers=admin.headers)
     assert r.status_code == 422
-    r = await client.get(AUDIT, params={"since": "2020-01-01T00:00:00Z", "until": "2020-01-02T00:00:00Z"}, headers=admin.headers)
+    r = await client.get(
+        AUDIT,
+        params={"since": "2020-01-01T00:00:00Z", "until": "2020-01-02T00:00:00Z"},
+        headers=admin.headers,
+    )
     assert r.status_code == 200 and r.json()["items"] == []
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"]
+)
 async def test_database_refuses_to_change_audit_rows(
     settings: Settings, admin: AuthedUser, statement: str
 ) -> None:

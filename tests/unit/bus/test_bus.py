@@ -24,6 +24,14 @@ async def test_subscriber_receives_a_channels_messages_in_publish_order(bus: Eve
     assert got == [("orders", {"seq": i}) for i in range(200)]
 
 
+async def test_publish_many_delivers_in_order_across_channels(bus: EventBus) -> None:
+    async with bus.subscribe(patterns=["quotes:*"]) as sub:
+        batch = [(f"quotes:NSE:S{i % 3}", {"seq": i}) for i in range(30)]
+        await bus.publish_many(batch)
+        await bus.publish_many([])
+        assert await receive(sub, 30) == batch
+
+
 async def test_pattern_subscription_receives_only_matching_channels(bus: EventBus) -> None:
     async with bus.subscribe(patterns=["quotes:*"]) as sub:
         await bus.publish("quotes:NSE:INFY", {"n": 1})

@@ -39,7 +39,9 @@ def test_short_jwt_secret_is_refused(tmp_path: Path) -> None:
         _ = Settings(data_dir=tmp_path, jwt_secret="short").jwt_key
 
 
-def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("QUANTDESK_ACCESS_TOKEN_TTL_SECONDS", "120")
     monkeypatch.setenv("QUANTDESK_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("QUANTDESK_FEED", "none")

@@ -45,7 +45,9 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.String(256), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE",
+            ["user_id"],
+            ["users.id"],
+            ondelete="CASCADE",
             name=op.f("fk_auth_sessions_user_id_users"),
         ),
     )
@@ -61,7 +63,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["auth_sessions.id"], ondelete="CASCADE",
+            ["session_id"],
+            ["auth_sessions.id"],
+            ondelete="CASCADE",
             name=op.f("fk_refresh_tokens_session_id_auth_sessions"),
         ),
     )

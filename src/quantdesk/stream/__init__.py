@@ -1,0 +1,1 @@
+"""Real-time streaming to clients: the WebSocket gateway over the event bus."""
