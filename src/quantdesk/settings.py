@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     auto_migrate: bool = Field(default=True, description="Run migrations on `serve` start.")
-    feed: FeedKind = FeedKind.RANDOM
+    feed: FeedKind = Field(default=FeedKind.RANDOM, description="Live quotes: random|replay|none.")
+    feed_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    feed_seed: int = 0
+    ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     ui_dir: Path | None = Field(default=None, description="Built UI; default frontend/dist.")
 
     demo_admin_password: SecretStr | None = None

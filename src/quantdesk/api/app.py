@@ -22,8 +22,10 @@ from quantdesk.auth.service import AuthContext
 from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.market.router import router as market_router
+from quantdesk.market.runtime import start_market
 from quantdesk.observability.metrics import Metrics
 from quantdesk.settings import Settings
+from quantdesk.stream.router import router as stream_router
 
 API_PREFIX = "/api/v1"
 
@@ -32,6 +34,7 @@ def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(auth_router)
     router.include_router(admin_router)
+    router.include_router(stream_router)
     router.include_router(market_router)
     return router
 
@@ -52,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis is not None
             else MemoryLoginThrottle(settings.login_failure_window_seconds)
         )
-        app.state.qd = AppState(
+        state = AppState(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
@@ -60,9 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth=AuthContext(settings=settings, throttle=throttle),
             redis=redis,
         )
+        market = await start_market(settings)
+        state.extras.update(bus=market.bus, quote_cache=market.cache, hub=market.hub)
+        app.state.qd = state
         try:
             yield
         finally:
+            await market.stop()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()

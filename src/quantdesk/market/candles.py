@@ -69,11 +69,12 @@ class _Bars:
         return len(self.time)
 
     def take(self, index: np.ndarray) -> _Bars:
-        return _Bars(*(getattr(self, f)[index] for f in self.__slots__))
+        return _Bars(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
 
     @staticmethod
     def concat(parts: list[_Bars]) -> _Bars:
-        return _Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in _Bars.__slots__))
+        names = [f.name for f in dataclasses.fields(_Bars)]
+        return _Bars(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
 
 def _empty() -> _Bars:

@@ -521,7 +521,7 @@ def _validate(
     good = ~bad
     bars = pd.DataFrame(
         {
-            "timestamp": starts[good].to_numpy(),
+            "timestamp": starts[good].array,
             **{c: prices[c][good] for c in PRICE_COLUMNS},
             "volume": volume[good].astype(np.int64),
         }
@@ -619,6 +619,12 @@ def _check_volume(
     return np.asarray(not_number | negative, dtype=bool)
 
 
+def _epoch_ns(stamps: pd.Series) -> np.ndarray:
+    """UTC epoch nanoseconds of tz-aware stamps without going through Python objects (NaT
+    becomes int64 min)."""
+    return np.asarray(stamps.astype("datetime64[ns, UTC]").array.asi8, dtype=np.int64)
+
+
 def _detect_interval(stamps: pd.Series, zone: ZoneInfo) -> SourceInterval:
     """Daily if most timestamps sit on midnight (local, or UTC for UTC-stamped dates)."""
     valid = stamps.dropna()
@@ -633,10 +639,12 @@ def _detect_interval(stamps: pd.Series, zone: ZoneInfo) -> SourceInterval:
 
 def _is_minute_data(stamps: pd.Series) -> bool:
     """The most common gap between consecutive bars is one minute."""
-    values = np.unique(stamps.dropna().to_numpy(dtype="datetime64[ns]").astype(np.int64))
-    if len(values) < 2:
+    values = np.sort(_epoch_ns(stamps.dropna()))
+    steps = np.diff(values)
+    steps = steps[steps > 0]
+    if len(steps) == 0:
         return True
-    gaps, counts = np.unique(np.diff(values), return_counts=True)
+    gaps, counts = np.unique(steps, return_counts=True)
     return bool(gaps[np.argmax(counts)] == _MINUTE_NS)
 
 
@@ -667,7 +675,7 @@ def _daily_starts(
 def _outside_hours(starts: pd.Series, calendar: ExchangeCalendar) -> np.ndarray:
     """Bars (by start time) not within [open, close) of their session, or inside a break."""
     valid = starts.notna().to_numpy()
-    ns = starts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ns = _epoch_ns(starts)
     index = np.full(len(starts), -1)
     if valid.any():
         index[valid] = calendar.locate(pd.DatetimeIndex(starts[valid]))
@@ -686,7 +694,7 @@ def _detect_label(stamps: pd.Series, calendar: ExchangeCalendar) -> Literal["sta
     index = calendar.locate(pd.DatetimeIndex(valid))
     found = index >= 0
     arrays = calendar.session_arrays()
-    ns = valid.to_numpy(dtype="datetime64[ns]").astype(np.int64)[found]
+    ns = _epoch_ns(valid)[found]
     at_open = int((ns == arrays["open"][index[found]]).sum())
     at_close = int((ns == arrays["close"][index[found]]).sum())
     return "end" if at_close > at_open else "start"
@@ -709,7 +717,8 @@ def _report_outside(
 
 def _check_duplicates(raw: _Raw, starts: pd.Series, bad: np.ndarray, report: _Report) -> np.ndarray:
     """Later rows repeating an earlier row's bar time (among otherwise good rows)."""
-    candidates = pd.Series(starts.to_numpy(), index=np.arange(len(starts)))[~bad]
+    instants = _epoch_ns(starts)
+    candidates = pd.Series(instants, index=np.arange(len(starts)))[~bad]
     repeated = candidates.duplicated(keep="first")
     mask = np.zeros(len(starts), dtype=bool)
     mask[candidates.index[repeated.to_numpy()]] = True
@@ -719,7 +728,7 @@ def _check_duplicates(raw: _Raw, starts: pd.Series, bad: np.ndarray, report: _Re
         first_at = first_at[~first_at.index.duplicated(keep="first")]
 
         def describe(i: int) -> str:
-            first = int(raw.row[int(first_at[starts.iat[i]])])
+            first = int(raw.row[int(first_at[instants[i]])])
             return f"duplicate bar time {starts.iat[i].isoformat()} (first at row {first})"
 
         report.row_issues("duplicate_timestamp", mask, raw, describe, "timestamp")

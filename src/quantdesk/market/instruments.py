@@ -301,7 +301,7 @@ def parse_kite_csv(
     except (OSError, UnicodeDecodeError) as exc:
         issues.add(RowIssue("UNREADABLE_FILE", f"cannot read the file: {exc}"))
         return [], report
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     header = [h.strip().lower() for h in reader.fieldnames or []]
     missing = [c for c in KITE_COLUMNS if c not in header]
     if missing:
@@ -320,12 +320,18 @@ def parse_kite_csv(
         for number, record in enumerate(reader, start=1):
             report.rows_read += 1
             row_reader = _RowReader(record, number, reader.line_num, issues)
-            if None in record:  # more cells than the header has columns
-                row_reader.bad("(row)", "EXTRA_CELLS", "more cells than the header has columns")
+            cells = sum(v is not None for k, v in record.items() if k is not None)
+            cells += len(record.get(None) or ())
+            if cells != len(header):
+                message = f"{cells} cells, the header has {len(header)} columns"
+                issues.add(RowIssue("WRONG_CELL_COUNT", message, number, reader.line_num))
                 continue
             kind = _instrument_type(row_reader)
+            if not kind:
+                row_reader.bad("instrument_type", "MISSING_VALUE", "is empty")
+                continue
             if kind not in SUPPORTED_TYPES:
-                skipped[kind or "(blank)"] += 1
+                skipped[kind] += 1
                 continue
             parsed = _parse_row(row_reader, kind, default_price_band_pct)
             if parsed is None:

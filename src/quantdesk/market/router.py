@@ -7,13 +7,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 
 from quantdesk.api.deps import AdminUser, CurrentUser, SessionDep, user_actor
-from quantdesk.errors import AppError, ValidationFailed
+from quantdesk.core.instruments import InstrumentRef, InvalidInstrumentRef
+from quantdesk.errors import AppError, NotFound, ValidationFailed
 from quantdesk.market import instruments
 from quantdesk.market.schemas import ImportReportOut, InstrumentList, InstrumentOut
 from quantdesk.openapi import error_responses
 
 router = APIRouter(tags=["market"])
 
+# InstrumentRef's grammar, case-insensitive, without its length limits (no look-arounds: the
+# pattern also drives the API fuzzer's generator).
+_REF_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{1,15}:[A-Za-z0-9][A-Za-z0-9&._-]*( [A-Za-z0-9&._-]+)*$"
 _CSV_TYPES = frozenset({"text/csv", "text/plain", "application/csv", "application/octet-stream"})
 
 
@@ -48,11 +52,19 @@ async def search_instruments(
     summary="One instrument by EXCHANGE:SYMBOL (e.g. NSE:INFY; URL-encode spaces and '&')",
 )
 async def get_instrument(
-    ref: Annotated[str, Path(max_length=72, description="EXCHANGE:SYMBOL")],
+    ref: Annotated[
+        str,
+        Path(max_length=65, pattern=_REF_PATTERN, description="EXCHANGE:SYMBOL, any case"),
+    ],
     db: SessionDep,
     _user: CurrentUser,
 ) -> InstrumentOut:
-    return InstrumentOut.of(await instruments.get(db, ref))
+    try:
+        parsed = InstrumentRef.parse(ref)
+    except InvalidInstrumentRef as exc:
+        # The pattern lets through only names longer than any stored symbol can be.
+        raise NotFound(f"No instrument {ref}.", code="INSTRUMENT_NOT_FOUND") from exc
+    return InstrumentOut.of(await instruments.get(db, parsed))
 
 
 @router.post(

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from quantdesk.market.calendars import ExchangeCalendar, exchange_of, get_calendar
+from quantdesk.market.store import BarStore, WriteResult
 
 __all__ = [
     "DEFAULT_REGIMES",
@@ -30,6 +31,7 @@ __all__ = [
     "generate_bars",
     "generate_universe",
     "minute_grid",
+    "seed_store",
 ]
 
 _MINUTE_NS = 60 * 10**9
@@ -217,3 +219,13 @@ def generate_universe(
     """``(symbol, bars)`` for each symbol; each symbol's bars depend only on (seed, symbol)."""
     for symbol in symbols:
         yield symbol, generate_bars(symbol, start, end, seed=seed)
+
+
+def seed_store(
+    store: BarStore, symbols: Iterable[str], start: date, end: date, *, seed: int = 0
+) -> list[WriteResult]:
+    """Write synthetic 1-minute bars for each symbol into ``store`` (replacing that range)."""
+    return [
+        store.write(symbol, bars, "1m")
+        for symbol, bars in generate_universe(symbols, start, end, seed=seed)
+    ]

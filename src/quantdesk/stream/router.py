@@ -33,7 +33,6 @@ from quantdesk.stream.hub import PRIVATE_CHANNELS, Connection, SlowConsumer, Str
 router = APIRouter()
 log = structlog.get_logger("quantdesk.ws")
 
-HEARTBEAT_SECONDS = 15.0
 MAX_CHANNELS = 500
 MAX_FRAME_BYTES = 64 * 1024
 CLOSE_UNAUTHORIZED = 4401
@@ -115,10 +114,14 @@ async def stream(ws: WebSocket) -> None:
     conn = Connection(claims.user_id)
     session = {"claims": claims}
     await ws.send_json(
-        {"type": "welcome", "user_id": claims.user_id, "heartbeat_seconds": HEARTBEAT_SECONDS}
+        {
+            "type": "welcome",
+            "user_id": claims.user_id,
+            "heartbeat_seconds": state.settings.ws_heartbeat_seconds,
+        }
     )
     reader = asyncio.create_task(_read(ws, state, hub, conn, session))
-    writer = asyncio.create_task(_write(ws, conn, session))
+    writer = asyncio.create_task(_write(ws, conn, session, state.settings.ws_heartbeat_seconds))
     try:
         done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -212,9 +215,11 @@ async def _send_snapshot(state: AppState, conn: Connection, channels: list[str])
         )
 
 
-async def _write(ws: WebSocket, conn: Connection, session: dict[str, Any]) -> None:
+async def _write(
+    ws: WebSocket, conn: Connection, session: dict[str, Any], heartbeat: float
+) -> None:
     while True:
-        batch = await conn.outbox.next_batch(HEARTBEAT_SECONDS)
+        batch = await conn.outbox.next_batch(heartbeat)
         if session["claims"].expires_at <= datetime.now(UTC):
             raise ProtocolError(
                 "AUTH_TOKEN_EXPIRED", "Access token has expired; reconnect or send an auth op."

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from quantdesk.api import create_app
+from quantdesk.bus.base import BusUnavailableError
 from quantdesk.observability.logging import configure_logging
 from tests.conftest import AuthedUser, client_for, make_settings
 
@@ -35,14 +39,72 @@ async def test_readyz_checks_the_database(client: httpx.AsyncClient) -> None:
     assert r.json() == {"status": "ok", "checks": {"database": "ok"}}
 
 
-async def test_readyz_is_503_when_redis_is_down(db_url: str, tmp_path: Path) -> None:
-    settings = make_settings(db_url, tmp_path, redis_url="redis://127.0.0.1:1/0")
+@pytest.mark.redis
+async def test_readyz_turns_503_when_redis_goes_down(db_url: str, tmp_path: Path) -> None:
+    # A private redis-server, so it can be stopped under the running app.
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *[
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        await _wait_for_port(port)
+        settings = make_settings(db_url, tmp_path, redis_url=f"redis://127.0.0.1:{port}/0")
+        app = create_app(settings)
+        async with app.router.lifespan_context(app), client_for(app) as c:
+            assert (await c.get("/readyz")).json()["checks"]["redis"] == "ok"
+            proc.kill()
+            await proc.wait()
+            r = await c.get("/readyz")
+            assert r.status_code == 503
+            assert r.json()["checks"]["database"] == "ok"
+            assert r.json()["checks"]["redis"].startswith("error")
+            assert (await c.get("/healthz")).status_code == 200
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_app_refuses_to_start_when_configured_redis_is_unreachable(tmp_path: Path) -> None:
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/x.db", tmp_path, redis_url="redis://127.0.0.1:1/0"
+    )
     app = create_app(settings)
-    async with app.router.lifespan_context(app), client_for(app) as c:
-        r = await c.get("/readyz")
-    assert r.status_code == 503
-    assert r.json()["checks"]["database"] == "ok"
-    assert r.json()["checks"]["redis"].startswith("error")
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(BusUnavailableError):
+        asyncio.run(start())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_for_port(port: int) -> None:
+    for _ in range(100):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
 
 
 async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:

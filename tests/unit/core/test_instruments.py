@@ -109,7 +109,9 @@ def test_any_single_digit_typo_fails_the_check(isin: str, data: st.DataObject) -
     assert not is_valid_isin(isin[:pos] + wrong + isin[pos + 1 :])
 
 
-@pytest.mark.parametrize("isin", ["", "INE002A0101", "ine002a01018", "INE002A0101X", "1NE002A01018"])
+@pytest.mark.parametrize(
+    "isin", ["", "INE002A0101", "ine002a01018", "INE002A0101X", "1NE002A01018"]
+)
 def test_malformed_isins_are_refused(isin: str) -> None:
     assert not is_valid_isin(isin)
 

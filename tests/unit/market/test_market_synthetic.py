@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from quantdesk.market.calendars import get_calendar
-from quantdesk.market.synthetic import generate_bars, generate_universe, minute_grid
+from quantdesk.market.store import BarStore
+from quantdesk.market.synthetic import generate_bars, generate_universe, minute_grid, seed_store
 
 IST = ZoneInfo("Asia/Kolkata")
 
@@ -97,6 +99,13 @@ def test_generate_universe_yields_each_symbol() -> None:
     result = dict(generate_universe(symbols, date(2024, 1, 2), date(2024, 1, 2), seed=1))
     assert list(result) == symbols
     assert all(len(bars) == 375 for bars in result.values())
+
+
+def test_seed_store_writes_every_symbol(tmp_path: Path) -> None:
+    store = BarStore(tmp_path)
+    results = seed_store(store, ["NSE:A", "BSE:B"], date(2024, 1, 2), date(2024, 1, 3), seed=1)
+    assert [r.rows_written for r in results] == [750, 750]
+    assert store.symbols() == ["BSE:B", "NSE:A"]
 
 
 def test_empty_range_gives_an_empty_frame() -> None:
