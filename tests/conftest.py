@@ -28,6 +28,7 @@ from quantdesk.auth.models import Role
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.db.migrate import upgrade
 from quantdesk.observability.audit import Actor
+from quantdesk.observability.logging import configure_logging
 from quantdesk.settings import Settings
 
 PG_ADMIN_DSN = os.environ.get(
@@ -36,6 +37,11 @@ PG_ADMIN_DSN = os.environ.get(
 REDIS_URL = os.environ.get("QUANTDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-" + "x" * 40
 TEST_PASSWORD = "correct-horse-battery-9"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # JSON logs at WARNING: failures show what went wrong without every request line.
+    configure_logging("WARNING", json=True)
 
 
 def _pg_url(dsn: str, database: str) -> str:

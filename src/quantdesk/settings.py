@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     feed: FeedKind = Field(default=FeedKind.RANDOM, description="Live quotes: random|replay|none.")
     feed_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     feed_seed: int = 0
+    replay_speed: float = Field(default=60.0, ge=0, description="Replay speed; 0 = flat out.")
+    replay_sessions: int = Field(default=1, ge=1, le=250, description="Sessions to replay.")
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     ui_dir: Path | None = Field(default=None, description="Built UI; default frontend/dist.")
 

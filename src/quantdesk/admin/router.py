@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from quantdesk.api.deps import AdminUser, SessionDep, SettingsDep, user_actor
 from quantdesk.auth import users
@@ -15,6 +15,9 @@ from quantdesk.observability.audit_queries import AuditPage
 from quantdesk.openapi import error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+# Ids are INTEGER columns: an id out of range must be a 422, not a database error (500).
+UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.get("/users", response_model=UserPage, responses=error_responses(401, 403))
@@ -49,7 +52,7 @@ async def create_user(
 
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=error_responses(401, 403, 404))
-async def get_user(user_id: int, db: SessionDep, _admin: AdminUser) -> UserOut:
+async def get_user(user_id: UserId, db: SessionDep, _admin: AdminUser) -> UserOut:
     return UserOut.model_validate(await users.get_user(db, user_id))
 
 
@@ -60,7 +63,7 @@ async def get_user(user_id: int, db: SessionDep, _admin: AdminUser) -> UserOut:
     summary="Change a user's role, active flag or password (disabling ends their sessions)",
 )
 async def update_user(
-    user_id: int,
+    user_id: UserId,
     body: UserUpdate,
     request: Request,
     db: SessionDep,
@@ -88,7 +91,7 @@ async def update_user(
 async def list_audit(
     db: SessionDep,
     _admin: AdminUser,
-    actor_id: int | None = None,
+    actor_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
     action: Annotated[
         str | None, Query(max_length=64, description="Exact, or a prefix ending in '.'")
     ] = None,
@@ -97,7 +100,7 @@ async def list_audit(
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page")
+        int | None, Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditPage:

@@ -63,8 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth=AuthContext(settings=settings, throttle=throttle),
             redis=redis,
         )
-        market = await start_market(settings)
-        state.extras.update(bus=market.bus, quote_cache=market.cache, hub=market.hub)
+        market = await start_market(settings, state.sessionmaker)
+        state.extras.update(
+            bus=market.bus, quote_cache=market.cache, hub=market.hub, bar_store=market.store
+        )
         app.state.qd = state
         try:
             yield

@@ -340,6 +340,7 @@ def create_feed(
     speed: float = 1.0,
     max_gap: timedelta | None = None,
     tick_size: Decimal = DEFAULT_TICK,
+    tick_sizes: Mapping[str, Decimal] | None = None,
     clock: Clock | None = None,
 ) -> Feed:
     """The feed for ``QUANTDESK_FEED``: ``random`` (``start_prices``, default
@@ -353,13 +354,21 @@ def create_feed(
                 seed=seed,
                 interval=interval,
                 tick_size=tick_size,
+                tick_sizes=tick_sizes,
                 clock=clock,
             )
         case FeedKind.REPLAY:
             if bars is None:
                 raise ValueError("a replay feed needs bars")
             return ReplayFeed(
-                bus, cache, bars, speed=speed, max_gap=max_gap, tick_size=tick_size, clock=clock
+                bus,
+                cache,
+                bars,
+                speed=speed,
+                max_gap=max_gap,
+                tick_size=tick_size,
+                tick_sizes=tick_sizes,
+                clock=clock,
             )
         case FeedKind.NONE:
             return NullFeed(bus, cache, clock=clock)

@@ -96,3 +96,34 @@ class ImportReportOut(BaseModel):
     skipped: dict[str, int] = Field(description="Rows of unsupported types, by instrument_type")
     issue_count: int
     issues: list[ImportIssueOut] = Field(description="The first 100 issues")
+
+
+class CandleOut(BaseModel):
+    time: datetime = Field(description="Start of the candle (UTC)")
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: int
+
+
+class CandleSeries(BaseModel):
+    symbol: str = Field(examples=["NSE:INFY"])
+    interval: str = Field(examples=["5m"])
+    timezone: str = Field(description="The exchange's time zone; candles align to its sessions")
+    candles: list[CandleOut]
+    truncated: bool = Field(description="True when only the latest `limit` candles are returned")
+
+
+class QuoteOut(BaseModel):
+    symbol: str
+    last: str
+    bid: str
+    ask: str
+    volume: int = Field(description="Volume traded in the session so far")
+    ts: datetime
+
+
+class QuoteList(BaseModel):
+    quotes: list[QuoteOut]
+    missing: list[str] = Field(description="Requested symbols with no quote yet")

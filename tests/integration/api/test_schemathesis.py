@@ -17,13 +17,13 @@ import schemathesis
 from anyio.from_thread import start_blocking_portal
 from apisafety import Minter
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.generation import GenerationMode
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     negative_data_rejection,
     positive_data_acceptance,
-    unsupported_method,
 )
 
 from quantdesk.api import create_app
@@ -38,6 +38,8 @@ FUZZ = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,  # reproducible in CI; raise max_examples locally to explore further
+    # No shrinking: it took minutes per failure; the raw failing example is reported as is.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
 
@@ -87,9 +89,10 @@ def admin_token(fuzz_settings: Settings, test_password: str) -> Iterator[Callabl
 #   schema cannot express (password policy, EXCHANGE:SYMBOL refs, a rejected instrument file)
 #   legitimately answers 422. Our version: a schema-valid request must pass REQUEST validation
 #   (no pydantic error pointing at a body/query/path/header location); domain codes may refuse.
-# - unsupported_method also demands a complete `Allow` header on 405, which Starlette does not
-#   give when one path has several routes (reported; see test_bad_input's Allow test).
-REPLACED = [positive_data_acceptance, unsupported_method]
+# - allow_header_conformance demands a complete `Allow` header on 405, which Starlette does
+#   not give when one path has several routes (reported; tracked by a strict xfail in
+#   test_bad_input.py). The 405 itself and its envelope are still checked.
+REPLACED = [positive_data_acceptance, allow_header_conformance]
 # Known gaps, reported to the lead; remove an entry when it is fixed.
 KNOWN_GAPS: dict[str, list[Any]] = {
     # `until=0.5` is accepted as a Unix timestamp; the schema says RFC 3339 date-time.

@@ -144,6 +144,7 @@ def test_logs_are_json_lines_with_request_id_and_no_secrets(
     structlog.contextvars.bind_contextvars(request_id="rid-log")
     structlog.get_logger("t").info("something_happened", password="hunter2hunter2", n=3)
     structlog.contextvars.clear_contextvars()
+    configure_logging("WARNING", json=True)
     line = capfd.readouterr().err.strip().splitlines()[-1]
     record = json.loads(line)
     assert record["event"] == "something_happened"
