@@ -1,16 +1,24 @@
-"""First-start work shared by the CLI and tests: schema, demo users."""
+"""First-start work shared by the CLI and tests: schema, demo users, demo market data."""
 
 from __future__ import annotations
 
 import getpass
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+import anyio
 
 from quantdesk.auth import users
 from quantdesk.auth.models import Role
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.observability.audit import Actor
 from quantdesk.settings import Settings
+
+if TYPE_CHECKING:  # the market modules pull in pandas and friends: imported when used
+    from quantdesk.market.demo import DemoHistory, HistoryProgress
+    from quantdesk.market.store import BarStore
 
 
 def cli_actor() -> Actor:
@@ -63,3 +71,76 @@ async def ensure_demo_users(settings: Settings) -> list[DemoCredential]:
 
 def _generate_password() -> str:
     return secrets.token_urlsafe(12)
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """What :func:`ensure_demo_data` did: ``history`` is None when it left the store alone
+    (``existing_symbols`` then says how many symbols already had bars)."""
+
+    instruments_added: int
+    existing_symbols: int
+    history: DemoHistory | None
+
+
+def bar_store(settings: Settings) -> BarStore:
+    """The installation's Parquet bar store."""
+    from quantdesk.market.store import BarStore
+
+    return BarStore(settings.data_dir / "bars")
+
+
+async def ensure_demo_data(
+    settings: Settings,
+    *,
+    sessions: int | None = None,
+    daily_sessions: int | None = None,
+    seed: int | None = None,
+    force: bool = False,
+    today: date | None = None,
+    progress: HistoryProgress | None = None,
+) -> DemoData:
+    """Give an installation without any stored bars the demo universe and its synthetic
+    history (see :mod:`quantdesk.market.demo`); an installation with bars is left alone.
+
+    ``force`` seeds even when bars exist: the demo symbols' stored bars are deleted first (so
+    no bars of an earlier seed remain), other symbols are untouched. ``today`` defaults to the
+    exchange-local date now; the history ends at the last session before it. Unset sizes and
+    seed take the defaults of :mod:`quantdesk.market.demo`.
+    """
+    from quantdesk.market import demo
+    from quantdesk.market.calendars import exchange_of, get_calendar
+    from quantdesk.market.instruments import seed_demo_universe
+
+    store = bar_store(settings)
+    existing = store.symbols()
+    if existing and not force:
+        return DemoData(0, len(existing), None)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            added = (await seed_demo_universe(db, cli_actor())).inserted
+            universe = await demo.load_demo_instruments(db)
+    finally:
+        await engine.dispose()
+    if today is None:
+        calendar = get_calendar(exchange_of(universe[0].symbol))
+        today = calendar.local_date(datetime.now(UTC))
+
+    def work() -> DemoHistory:
+        for inst in universe if force else ():
+            store.delete(inst.symbol)
+        return demo.seed_history(
+            store,
+            universe,
+            sessions=demo.DEFAULT_SESSIONS if sessions is None else sessions,
+            daily_sessions=demo.DEFAULT_DAILY_SESSIONS
+            if daily_sessions is None
+            else daily_sessions,
+            seed=demo.DEFAULT_SEED if seed is None else seed,
+            today=today,
+            progress=progress,
+        )
+
+    history = await anyio.to_thread.run_sync(work)
+    return DemoData(added, len(existing), history)

@@ -15,6 +15,8 @@ from rich.table import Table
 from quantdesk import __version__
 from quantdesk.auth.models import Role
 from quantdesk.bootstrap import DemoCredential
+from quantdesk.charges.cli import charges_command
+from quantdesk.market.cli import data_app, demo_app
 from quantdesk.market.instruments_cli import app as instruments_app
 from quantdesk.settings import ConfigError, Settings
 
@@ -28,6 +30,9 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(instruments_app, name="instruments")
+app.command("charges")(charges_command)
+app.add_typer(data_app, name="data")
+app.add_typer(demo_app, name="demo")
 
 console = Console()
 err = Console(stderr=True)
@@ -171,6 +176,7 @@ def serve(
     from quantdesk.bootstrap import ensure_demo_users
     from quantdesk.db.migrate import upgrade
     from quantdesk.errors import AppError
+    from quantdesk.market.cli import seed_demo_data
     from quantdesk.observability.logging import configure_logging
 
     settings = _settings()
@@ -187,6 +193,7 @@ def serve(
             raise typer.Exit(2) from exc
         if created:
             _show_credentials(created)
+        seed_demo_data(settings, console)  # first start only: a no-op once bars are stored
     console.print(f"QuantDesk on [bold]http://{host}:{port}/[/] (API docs at /api/v1/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 

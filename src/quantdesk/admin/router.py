@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 
 from quantdesk.api.deps import AdminUser, SessionDep, SettingsDep, user_actor
+from quantdesk.api.types import NO_NUL, IsoDateTime
 from quantdesk.auth import users
 from quantdesk.auth.schemas import UserCreate, UserOut, UserPage, UserUpdate
 from quantdesk.observability import audit_queries
@@ -93,12 +93,13 @@ async def list_audit(
     _admin: AdminUser,
     actor_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
     action: Annotated[
-        str | None, Query(max_length=64, description="Exact, or a prefix ending in '.'")
+        str | None,
+        Query(max_length=64, pattern=NO_NUL, description="Exact, or a prefix ending in '.'"),
     ] = None,
-    target_type: Annotated[str | None, Query(max_length=32)] = None,
-    target_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    target_type: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
+    target_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
     cursor: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page")
     ] = None,

@@ -20,6 +20,7 @@ from quantdesk.api.state import AppState
 from quantdesk.auth.router import router as auth_router
 from quantdesk.auth.service import AuthContext
 from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
+from quantdesk.charges.router import router as charges_router
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.market.router import router as market_router
 from quantdesk.market.runtime import start_market
@@ -36,6 +37,7 @@ def api_router() -> APIRouter:
     router.include_router(admin_router)
     router.include_router(stream_router)
     router.include_router(market_router)
+    router.include_router(charges_router)
     return router
 
 
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
     install_error_handlers(app)

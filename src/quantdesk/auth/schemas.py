@@ -48,16 +48,27 @@ class UserOut(BaseModel):
     updated_at: datetime
 
 
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=10,
+        max_length=72,
+        description="10+ characters, at most 72 bytes (bcrypt's limit), 4+ distinct characters, "
+        "not a common password, not containing the username",
+    ),
+]
+
+
 class UserCreate(StrictModel):
     username: Username
-    password: Annotated[str, Field(min_length=1, max_length=256)]
+    password: NewPassword
     role: Role
 
 
 class UserUpdate(StrictModel):
     role: Role | None = None
     is_active: bool | None = None
-    password: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+    password: NewPassword | None = None
 
 
 class UserPage(BaseModel):

@@ -54,10 +54,15 @@ def hash_password(password: str, rounds: int) -> str:
 
 
 def verify_password(password: str, password_hash: str) -> bool:
+    raw = password.encode()
+    # bcrypt reads 72 bytes; anything longer can never be a password we set, and must not
+    # match by its first 72 bytes. Still pay for one check, so timing tells nothing.
+    too_long = len(raw) > MAX_PASSWORD_BYTES
     try:
-        return bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], password_hash.encode())
+        ok = bcrypt.checkpw(raw[:MAX_PASSWORD_BYTES], password_hash.encode())
     except ValueError:
         return False
+    return ok and not too_long
 
 
 def new_refresh_token() -> str:

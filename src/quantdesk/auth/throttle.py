@@ -4,7 +4,8 @@ for a window. Redis when configured (shared by every API process), in memory oth
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -21,29 +22,39 @@ class LoginThrottle(Protocol):
 
 
 class MemoryLoginThrottle:
-    def __init__(self, window_seconds: int) -> None:
+    def __init__(self, window_seconds: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window_seconds
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
 
-    def _prune(self, key: str, now: float) -> deque[float]:
-        q = self._failures[key]
+    def _pruned(self, key: str, now: float) -> deque[float] | None:
+        q = self._failures.get(key)
+        if q is None:
+            return None
         while q and q[0] <= now - self.window:
             q.popleft()
+        if not q:
+            # Forget keys with no recent failure: random usernames must not grow memory.
+            del self._failures[key]
+            return None
         return q
 
     async def retry_after(self, keys: list[tuple[str, int]]) -> int:
-        now = time.monotonic()
+        now = self._clock()
         wait = 0.0
         for key, limit in keys:
-            q = self._prune(key, now)
-            if len(q) >= limit:
+            q = self._pruned(key, now)
+            if q is not None and len(q) >= limit:
                 wait = max(wait, q[len(q) - limit] + self.window - now)
         return int(wait) + 1 if wait > 0 else 0
 
     async def fail(self, keys: list[str]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for key in keys:
-            self._prune(key, now).append(now)
+            q = self._pruned(key, now)
+            if q is None:
+                q = self._failures[key] = deque()
+            q.append(now)
 
     async def reset(self, key: str) -> None:
         self._failures.pop(key, None)

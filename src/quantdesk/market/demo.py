@@ -136,9 +136,7 @@ def daily_from_minutes(minutes: pd.DataFrame, calendar: ExchangeCalendar) -> pd.
     )
 
 
-def demo_bars(
-    inst: DemoInstrument, first: date, last: date, *, seed: int
-) -> pd.DataFrame:
+def demo_bars(inst: DemoInstrument, first: date, last: date, *, seed: int) -> pd.DataFrame:
     """The instrument's synthetic 1-minute bars over sessions [first, last], ending at its
     ``last_price`` (to the tick) when it has one."""
 

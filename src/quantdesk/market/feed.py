@@ -15,12 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Protocol
 
 from quantdesk.bus.base import EventBus
 from quantdesk.core.market import Bar, Quote, quote_channel, quotes_from_bar, round_to_tick
 from quantdesk.market.quotes import QuoteCache
+from quantdesk.settings import FeedKind
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,6 @@ class ManualClock:
         self.slept.append(seconds)
         self._now += timedelta(seconds=seconds)
         await asyncio.sleep(0)  # still let other tasks run, as a real sleep would
-
-
-class FeedKind(StrEnum):
-    RANDOM = "random"
-    REPLAY = "replay"
-    NONE = "none"
 
 
 class _TickSizes:

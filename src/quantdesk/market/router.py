@@ -10,6 +10,7 @@ import anyio
 from fastapi import APIRouter, Path, Query, Request
 
 from quantdesk.api.deps import AdminUser, CurrentUser, SessionDep, StateDep, user_actor
+from quantdesk.api.types import NO_NUL, IsoDateTime
 from quantdesk.core.instruments import InstrumentRef, InvalidInstrumentRef
 from quantdesk.errors import AppError, NotFound, ValidationFailed
 from quantdesk.market import instruments
@@ -49,7 +50,12 @@ async def search_instruments(
     db: SessionDep,
     _user: CurrentUser,
     q: Annotated[
-        str, Query(max_length=64, description="Symbol prefix, name part or ISIN; NSE:INF works")
+        str,
+        Query(
+            max_length=64,
+            pattern=NO_NUL,
+            description="Symbol prefix, name part or ISIN; NSE:INF works",
+        ),
     ] = "",
     exchange: Annotated[
         str | None, Query(max_length=16, pattern=r"^[A-Za-z][A-Za-z0-9_]{1,15}$")
@@ -169,8 +175,8 @@ async def get_candles(
     _user: CurrentUser,
     symbol: Annotated[str, Query(max_length=65, pattern=_REF_PATTERN, examples=["NSE:INFY"])],
     interval: CandleInterval = "1d",
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: IsoDateTime | None = None,
+    end: IsoDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 1000,
 ) -> CandleSeries:
     ref = _parse_ref(symbol)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
@@ -30,20 +31,29 @@ def user_channel(user_id: int, name: str) -> str:
     return f"user:{user_id}:{name}"
 
 
+Frame = Message | str
+"""What an outbox holds: a frame to JSON-encode, or one already encoded (quotes, shared by all)."""
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """A frame's text, as Starlette's ``send_json`` would write it."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
 class SlowConsumer(Exception):
     """The connection fell too far behind on events that may not be dropped."""
 
 
 class Outbox:
     def __init__(self, max_events: int = 1000) -> None:
-        self._quotes: OrderedDict[str, Message] = OrderedDict()
-        self._events: deque[Message] = deque()
+        self._quotes: OrderedDict[str, Frame] = OrderedDict()
+        self._events: deque[Frame] = deque()
         self._max_events = max_events
         self._ready = asyncio.Event()
         self.overflowed = False
         self.conflated = 0
 
-    def put_quote(self, channel: str, message: Message) -> None:
+    def put_quote(self, channel: str, message: Frame) -> None:
         if channel in self._quotes:
             self.conflated += 1
             self._quotes[channel] = message
@@ -58,12 +68,16 @@ class Outbox:
             self._events.append(message)
         self._ready.set()
 
-    async def next_batch(self, wait_seconds: float) -> list[Message]:
+    async def next_batch(self, wait_seconds: float) -> list[Frame]:
         """Wait up to ``wait_seconds``; return everything pending (events first)."""
         if not self._events and not self._quotes:
             self._ready.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), wait_seconds)
+            # asyncio.timeout, not wait_for: no Task per wake-up (wait_for makes one on 3.11).
+            try:
+                async with asyncio.timeout(wait_seconds):
+                    await self._ready.wait()
+            except TimeoutError:
+                pass
         if self.overflowed:
             raise SlowConsumer
         batch = list(self._events)
@@ -119,9 +133,10 @@ class StreamHub:
         if not conns:
             return
         if channel.startswith(QUOTE_PREFIX):
-            out: dict[str, Any] = {"type": "quote", "channel": channel, "data": message}
+            # Encoded once here, not once per connection: the same text goes to every client.
+            text = encode_frame({"type": "quote", "channel": channel, "data": message})
             for conn in conns:
-                conn.outbox.put_quote(channel, out)
+                conn.outbox.put_quote(channel, text)
         else:
             # user:<id>:<name> -> the client knows it as <name>
             name = channel.rsplit(":", 1)[-1]

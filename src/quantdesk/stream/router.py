@@ -28,7 +28,14 @@ from quantdesk.auth import service as auth_service
 from quantdesk.auth.security import AccessClaims, TokenError, decode_access_token
 from quantdesk.core.market import quote_channel, validate_symbol
 from quantdesk.errors import AppError
-from quantdesk.stream.hub import PRIVATE_CHANNELS, Connection, SlowConsumer, StreamHub, user_channel
+from quantdesk.stream.hub import (
+    PRIVATE_CHANNELS,
+    Connection,
+    SlowConsumer,
+    StreamHub,
+    encode_frame,
+    user_channel,
+)
 
 router = APIRouter()
 log = structlog.get_logger("quantdesk.ws")
@@ -209,9 +216,9 @@ async def _send_snapshot(state: AppState, conn: Connection, channels: list[str])
     if cache is None or not symbols:
         return
     for symbol, quote in (await cache.get_many(symbols)).items():
+        channel = quote_channel(symbol)
         conn.outbox.put_quote(
-            quote_channel(symbol),
-            {"type": "quote", "channel": quote_channel(symbol), "data": quote.to_json()},
+            channel, encode_frame({"type": "quote", "channel": channel, "data": quote.to_json()})
         )
 
 
@@ -228,4 +235,7 @@ async def _write(
             await ws.send_json({"type": "heartbeat", "ts": _now_iso()})
             continue
         for message in batch:
-            await ws.send_json(message)
+            if isinstance(message, str):  # a quote, encoded once for every connection
+                await ws.send_text(message)
+            else:
+                await ws.send_json(message)

@@ -41,9 +41,6 @@ PUBLIC = frozenset(
         "HEAD /api/v1/openapi.json",
         "GET /api/v1/docs",
         "HEAD /api/v1/docs",
-        # FastAPI's default, outside the /api/v1 prefix (reported: harmless, but inconsistent).
-        "GET /docs/oauth2-redirect",
-        "HEAD /docs/oauth2-redirect",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",

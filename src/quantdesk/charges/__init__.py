@@ -1,0 +1,1 @@
+"""Trading charges: the broker-style calculator over HTTP and the command line."""
