@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.generation import GenerationMode
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
-    negative_data_rejection,
     positive_data_acceptance,
 )
 
