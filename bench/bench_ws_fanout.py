@@ -15,7 +15,9 @@ latency (same machine clock) and count the quotes they skipped.
 Two loads per N: ``paced`` (a rate every stack should sustain: latency) and ``flood`` (far above
 what N clients can be sent: the deliveries/s ceiling). Quotes are conflated latest-wins per
 symbol, so under load a client legitimately skips quotes: those are counted as ``skipped``, not
-lost; ``lost`` counts clients that never received a symbol's final quote. The reference is a
+lost; ``lost`` counts client x symbol pairs whose final quote had not arrived 8 s after
+publishing stopped (for the reference, which queues everything, it means "still behind"). The
+reference is a
 minimal server in this file: Redis pub/sub -> ``websockets.asyncio.server.broadcast`` of one
 pre-encoded frame to the channel's subscribers (no auth, no conflation, no per-client queue),
 same uvloop, same clients, same compression negotiation. ``cpu%`` columns are each process's
@@ -51,7 +53,7 @@ JWT_SECRET = "w" * 48
 # Quotes per second over all symbols: paced is comfortable for every stack, flood is far above
 # what any of them can send to N clients (so the ceiling, and conflation, show).
 PACED = {1: 1000, 50: 200, 500: 20}
-FLOOD = {1: 20_000, 50: 4_000, 500: 1_000}
+FLOOD = {1: 10_000, 50: 2_000, 500: 400}
 
 
 def free_port() -> int:
@@ -189,7 +191,7 @@ async def client_main(
     pipe.send("ready")
     final: dict[str, int] = await loop.run_in_executor(None, pipe.recv)
     cpu0 = time.process_time()
-    deadline, last_total, still_since = time.monotonic() + 20, -1, time.monotonic()
+    deadline, last_total, still_since = time.monotonic() + 8, -1, time.monotonic()
     while time.monotonic() < deadline:
         done = all(all(s.last_seq.get(k) == v for k, v in final.items()) for s in stats)
         total = sum(s.received for s in stats)
@@ -507,7 +509,7 @@ class Bench:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 50, 500])
-    ap.add_argument("--seconds", type=float, default=3.0, help="publishing time per run")
+    ap.add_argument("--seconds", type=float, default=2.0, help="publishing time per run")
     ap.add_argument("--symbols", type=int, default=4, choices=range(1, len(SYMBOLS) + 1))
     ap.add_argument("--client-procs", type=int, default=1)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the publish rates")

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _CONTROL_CHANNEL = "__bus__"
 
 # Long, finite reads: an idle bus wakes up now and then, which costs nothing.
+_YIELD_EVERY = 64
 _READ_TIMEOUT = 60.0
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -182,6 +183,7 @@ class RedisBus(FanoutBus):
 
     async def _read_loop(self, pubsub: PubSub) -> None:
         delay = self._reconnect_delay
+        burst = 0
         while True:
             try:
                 # redis-py reconnects and resubscribes inside get_message when it can; when the
@@ -198,6 +200,12 @@ class RedisBus(FanoutBus):
             delay = self._reconnect_delay
             if raw is not None:
                 self._dispatch(raw)
+                burst += 1
+                # get_message does not yield while redis-py has buffered data: under a flood
+                # the subscribers' consumers would starve. Hand the loop over now and then.
+                if burst >= _YIELD_EVERY:
+                    burst = 0
+                    await asyncio.sleep(0)
 
     def _dispatch(self, raw: dict[str, Any]) -> None:
         kind = raw["type"]
