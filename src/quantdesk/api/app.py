@@ -27,6 +27,7 @@ from quantdesk.market.runtime import start_market
 from quantdesk.observability.metrics import Metrics
 from quantdesk.settings import Settings
 from quantdesk.stream.router import router as stream_router
+from quantdesk.wallet.router import router as wallet_router
 
 API_PREFIX = "/api/v1"
 
@@ -38,6 +39,7 @@ def api_router() -> APIRouter:
     router.include_router(stream_router)
     router.include_router(market_router)
     router.include_router(charges_router)
+    router.include_router(wallet_router)
     return router
 
 

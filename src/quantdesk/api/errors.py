@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from quantdesk.core.errors import DomainError, InvalidState
 from quantdesk.errors import AppError
 
 log = structlog.get_logger("quantdesk.errors")
@@ -67,6 +68,13 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    # A request that can never be valid is 422; a valid request against the wrong state is 409.
+    status = 409 if isinstance(exc, InvalidState) else 422
+    return envelope(status, str(exc.code), exc.message, dict(exc.details) or None)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
@@ -115,6 +123,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -8,8 +8,8 @@ Accounts are colon-separated names, owner first::
     external:deposits         money brought in from outside (goes negative by what came in)
     external:withdrawals      money paid out
     venue:{name}:settlement   the trade counterparty of a broker or the paper venue
-    fees:{component}          brokerage, exchange_txn, sebi, dp, ...
-    taxes:{component}         stt, stamp_duty, gst, ctt
+    fees:{component}          brokerage, exchange_charge, sebi_fee, dp_charge (core.charges)
+    taxes:{component}         stt, ctt, stamp_duty, gst
 
 Signs: a positive amount increases the account's balance as its owner sees it (a user's cash,
 fees collected); each entry's amounts sum to zero per currency. So the wallet reads directly off
@@ -271,16 +271,26 @@ def charges(
     user_id: object, components: Mapping[str, Decimal], currency: str, *, ref: str
 ) -> list[JournalEntry]:
     """One entry per non-zero charge component (cash -> ``fees:x`` or ``taxes:x``), in the
-    order given; ``components`` is e.g. ``{"brokerage": ..., "stt": ..., "gst": ...}``."""
+    order given; ``components`` is e.g. ``Charges.as_dict()`` of :mod:`quantdesk.core.charges`.
+
+    A negative component is a refund (a recomputed same-day CNC square-off gives delivery STT
+    and stamp duty back) and flows the other way.
+    """
     entries = []
     for component, amount in components.items():
         account = charge_account(component)
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise InvalidInput(
+                ErrorCode.LEDGER_BAD_AMOUNT,
+                f"charge {component} must be a finite decimal",
+                {"component": component, "amount": str(amount)},
+            )
         if amount == 0:
             continue
-        _positive(amount, f"charge {component}")
         kind = EntryKind.TAX if account.startswith("taxes:") else EntryKind.FEE
+        memo = component if amount > 0 else f"{component} refund"
         postings = _transfer(user_cash(user_id), account, currency, amount)
-        entries.append(JournalEntry(kind, postings, component, ref))
+        entries.append(JournalEntry(kind, postings, memo, ref))
     return entries
 
 

@@ -97,6 +97,10 @@ trade_dates = st.dates(min_value=FIRST_DAY, max_value=date(2032, 12, 31))
 sides = st.sampled_from(list(Side))
 
 
+def paisa(amount: Decimal) -> Decimal:
+    return amount.quantize(D("0.01"), ROUND_HALF_UP)
+
+
 def tariff_swapped(per_order: str = "20", dp: str = "0") -> ChargesCalculator:
     return ChargesCalculator(
         india_schedule(), BrokerTariff.flat_fee("flat", D(per_order), dp_charge=D(dp))
@@ -223,7 +227,7 @@ def test_total_is_the_sum_of_components_each_non_negative_and_rounded(
         assert value >= 0, name
         assert value % COMPONENT_PRECISION[name] == 0, (name, value)
     assert result.net_pnl == result.gross_pnl - result.total
-    assert result.breakeven_points == (result.total / qty).quantize(D("0.01"))
+    assert result.breakeven_points == paisa(result.total / qty)
     if segment is DELIVERY:
         assert result.charges.brokerage == 0 and result.charges.dp_charge == D("15.34")
     else:
@@ -240,7 +244,7 @@ def test_intraday_brokerage_is_at_most_rs_20_per_order(
     for side, price in ((Side.BUY, buy), (Side.SELL, sell)):
         order = ExecutedOrder.start(INTRADAY, exchange, side, day).fill(price, qty)
         assert calc.order_charges(order).brokerage <= 20
-        expected = min(price * qty * D("0.0003"), D(20)).quantize(D("0.01"), ROUND_HALF_UP)
+        expected = paisa(min(price * qty * D("0.0003"), D(20)))
         assert calc.order_charges(order).brokerage == expected
 
 
@@ -271,9 +275,9 @@ def test_a_swapped_broker_tariff_changes_only_brokerage_dp_and_gst(
         assert getattr(flat, name) == getattr(zerodha, name), name
     assert flat.brokerage == 40 and flat.dp_charge == 0
     gst_base = flat.brokerage + flat.exchange_charge + flat.sebi_fee
-    assert flat.gst == (gst_base * D("0.18")).quantize(D("0.01"))
+    assert flat.gst == paisa(gst_base * D("0.18"))
     assert flat.gst - zerodha.gst in {
-        ((flat.brokerage - zerodha.brokerage) * D("0.18")).quantize(D("0.01")) + d
+        paisa((flat.brokerage - zerodha.brokerage) * D("0.18")) + d
         for d in (D("-0.01"), D(0), D("0.01"))
     }
 

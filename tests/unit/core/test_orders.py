@@ -341,9 +341,12 @@ def test_random_sequences_keep_the_state_machine_and_exact_average(
             else:
                 order, event = ACTIONS[action](order)
         except DomainError as exc:
+            error: ErrorCode | None = exc.code
+        else:
+            error = None
+        if error is not None:
             assert order is before
-            if before.status in o.TERMINAL_STATUSES:
-                assert exc.code is ErrorCode.ORDER_NOT_LIVE
+            assert (error is ErrorCode.ORDER_NOT_LIVE) == (before.status in o.TERMINAL_STATUSES)
             continue
         assert before.status not in o.TERMINAL_STATUSES
         assert (event.from_status, event.to_status) == (before.status, order.status)
