@@ -19,6 +19,7 @@ from quantdesk.charges.cli import charges_command
 from quantdesk.market.cli import data_app, demo_app
 from quantdesk.market.instruments_cli import app as instruments_app
 from quantdesk.settings import ConfigError, Settings
+from quantdesk.wallet.cli import app as ledger_app
 
 app = typer.Typer(
     help="QuantDesk: self-hosted algorithmic trading platform.",
@@ -33,6 +34,7 @@ app.add_typer(instruments_app, name="instruments")
 app.command("charges")(charges_command)
 app.add_typer(data_app, name="data")
 app.add_typer(demo_app, name="demo")
+app.add_typer(ledger_app, name="ledger")
 
 console = Console()
 err = Console(stderr=True)

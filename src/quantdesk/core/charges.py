@@ -189,7 +189,9 @@ def check_price(price: Decimal, name: str = "price") -> Decimal:
         raise ChargesError(f"{name} must be at most {MAX_PRICE}, got {price}", BAD_PRICE)
     exponent = price.as_tuple().exponent
     assert isinstance(exponent, int)  # finite
-    if exponent < -MAX_PRICE_PLACES and price != price.quantize(Decimal(1).scaleb(-4)):
+    if exponent < -MAX_PRICE_PLACES and price != price.quantize(
+        Decimal(1).scaleb(-MAX_PRICE_PLACES)
+    ):
         raise ChargesError(
             f"{name} must have at most {MAX_PRICE_PLACES} decimal places, got {price}", BAD_PRICE
         )
