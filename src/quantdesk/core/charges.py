@@ -46,6 +46,8 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
 
+from quantdesk.core.orders import Product, Side
+
 __all__ = [
     "COMPONENTS",
     "COMPONENT_PRECISION",
@@ -124,18 +126,6 @@ class Segment(StrEnum):
 class Exchange(StrEnum):
     NSE = "NSE"
     BSE = "BSE"
-
-
-class Side(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-class Product(StrEnum):
-    """Zerodha's product codes: CNC (delivery) and MIS (intraday)."""
-
-    CNC = "CNC"
-    MIS = "MIS"
 
 
 def segment_for(product: str, *, same_day_square_off: bool = False) -> Segment:
