@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +27,10 @@ pytestmark = pytest.mark.e2e
 
 QD = [sys.executable, "-m", "quantdesk.cli"]
 IST = ZoneInfo("Asia/Kolkata")
-SHARED_MINUTES = Path(__file__).parents[3] / "shared/data/market/nse_index_intraday_1min.parquet"
+SHARED = Path(
+    os.environ.get("QUANTDESK_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared"
+)
+SHARED_MINUTES = SHARED / "data" / "market" / "nse_index_intraday_1min.parquet"
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -35,11 +39,10 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def clean_env(data_dir: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("QUANTDESK_")}
     e.update(
-        QUANTDESK_DATA_DIR=str(tmp_path / "var"),
+        QUANTDESK_DATA_DIR=str(data_dir),
         QUANTDESK_BCRYPT_ROUNDS="4",
         QUANTDESK_FEED="none",
         COLUMNS="200",
@@ -48,12 +51,28 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def installed(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """A migrated installation with the demo instruments (and no bars)."""
-    assert run(["db", "upgrade"], env, tmp_path).returncode == 0
-    r = run(["instruments", "seed-demo"], env, tmp_path)
+def env(tmp_path: Path) -> dict[str, str]:
+    """A fresh, empty installation."""
+    return clean_env(tmp_path / "var")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated installation with the demo instruments and no bars, made once per module
+    (each CLI start costs seconds): tests get a copy."""
+    root = tmp_path_factory.mktemp("template")
+    env = clean_env(root / "var")
+    assert run(["db", "upgrade"], env, root).returncode == 0
+    r = run(["instruments", "seed-demo"], env, root)
     assert r.returncode == 0, r.stderr
-    return env
+    return root / "var"
+
+
+@pytest.fixture
+def installed(template: Path, tmp_path: Path) -> dict[str, str]:
+    """A fresh copy of the template installation."""
+    shutil.copytree(template, tmp_path / "var")
+    return clean_env(tmp_path / "var")
 
 
 def store_of(env: dict[str, str]) -> BarStore:
@@ -123,7 +142,9 @@ def test_ingest_a_good_generic_csv_then_candles_show_it(
     assert daily["volume"] == sum(range(100, 130))
 
     r = run(["data", "coverage"], installed, tmp_path)
-    assert re.search(r"NSE:INFY\s*│ 1m\s*│ 2024-01-02 09:15 │ 2024-01-02 09:44 │ 1\s*│ 30", r.stdout)
+    assert re.search(
+        r"NSE:INFY\s*│ 1m\s*│ 2024-01-02 09:15 │ 2024-01-02 09:44 │ 1\s*│ 30", r.stdout
+    )
 
 
 def test_ingest_kite_candles_with_offsets(installed: dict[str, str], tmp_path: Path) -> None:
@@ -322,15 +343,28 @@ def test_serve_seeds_demo_data_on_the_first_start_only(env: dict[str, str], tmp_
 
     base, proc, log = start_server(env, tmp_path)
     try:
-        r = httpx.post(f"{base}/api/v1/auth/login", json={"username": "x", "password": "y"})
-        assert r.status_code == 401
+        first = log.read_text()
+        password = re.search(r"│ admin\s+admin\s+(\S+)", first)
+        assert password, first
+        r = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": "admin", "password": password[1]}
+        )
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        r = httpx.get(
+            f"{base}/api/v1/market/candles",
+            params={"symbol": "NSE:INFY", "interval": "1d"},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        daily = r.json()["candles"]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    first = log.read_text()
     assert "Seeding demo market data" in first
     assert re.search(r"Demo data: 52 instruments .* 1,170,000 1-minute bars", first)
     assert len(store_of(env).symbols()) == 52
+    assert len(daily) == 500  # two years of daily candles for the charts
+    assert Decimal(daily[-1]["close"]) == demo_instruments(env)["NSE:INFY"][2]
 
     base, proc, log = start_server(env, tmp_path)
     proc.terminate()

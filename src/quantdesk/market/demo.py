@@ -28,7 +28,7 @@ from quantdesk.market.calendars import ExchangeCalendar, exchange_of, get_calend
 from quantdesk.market.instruments import demo_universe
 from quantdesk.market.models import Instrument
 from quantdesk.market.store import BarStore
-from quantdesk.market.synthetic import generate_bars
+from quantdesk.market.synthetic import _to_tick, generate_bars
 
 __all__ = [
     "DEFAULT_DAILY_SESSIONS",
@@ -47,6 +47,7 @@ __all__ = [
 DEFAULT_SESSIONS = 60
 DEFAULT_DAILY_SESSIONS = 500  # about two years of NSE sessions
 DEFAULT_SEED = 0
+_FINE_TICK = Decimal("1e-9")
 
 HistoryProgress = Callable[[str, int, int], None]
 """Called as ``progress(symbol, done, total)`` after each instrument is stored."""
@@ -137,30 +138,39 @@ def daily_from_minutes(minutes: pd.DataFrame, calendar: ExchangeCalendar) -> pd.
 
 
 def demo_bars(inst: DemoInstrument, first: date, last: date, *, seed: int) -> pd.DataFrame:
-    """The instrument's synthetic 1-minute bars over sessions [first, last], ending at its
-    ``last_price`` (to the tick) when it has one."""
+    """The instrument's synthetic 1-minute bars over sessions [first, last] on its tick size,
+    ending at its ``last_price`` when it has one."""
+    anchored = inst.last_price is not None
+    bars = generate_bars(
+        inst.symbol,
+        first,
+        last,
+        seed=seed,
+        start_price=float(inst.last_price) if inst.last_price is not None else None,
+        tick_size=_FINE_TICK if anchored else inst.tick_size,
+        daily_volume=0.0 if inst.is_index else None,
+    )
+    if inst.last_price is None or bars.empty:
+        return bars
+    # The walk is generated on a fine tick (practically unrounded), then scaled so its last
+    # close is the last price, and rounded the way the generator rounds: one generation, not
+    # a trial walk to measure the growth and a second one from the right start.
+    factor = float(inst.last_price) / float(bars["close"].iloc[-1])
+    return _scaled_to_tick(bars, factor, inst.tick_size)
 
-    def path(start_price: float | None) -> pd.DataFrame:
-        return generate_bars(
-            inst.symbol,
-            first,
-            last,
-            seed=seed,
-            start_price=start_price,
-            tick_size=inst.tick_size,
-            daily_volume=0.0 if inst.is_index else None,
-        )
 
-    if inst.last_price is None:
-        return path(None)
-    target = float(inst.last_price)
-    trial = path(target)
-    if trial.empty:
-        return trial
-    # The walk's shape does not depend on the start price (the same random draws are used), so
-    # starting at target / growth ends it at the target.
-    growth = float(trial["close"].iloc[-1]) / target
-    return path(target / growth)
+def _scaled_to_tick(bars: pd.DataFrame, factor: float, tick: Decimal) -> pd.DataFrame:
+    """Prices times ``factor`` on the tick grid: open and close to the nearest tick, high up,
+    low down, and low <= open, close <= high kept."""
+    step, decimals = float(tick), max(-int(tick.as_tuple().exponent), 0)
+
+    def scaled(column: str, how: str) -> np.ndarray:
+        return _to_tick(bars[column].to_numpy() * factor, step, decimals, how)
+
+    open_, close = scaled("open", "round"), scaled("close", "round")
+    high = np.maximum(scaled("high", "up"), np.maximum(open_, close))
+    low = np.minimum(scaled("low", "down"), np.minimum(open_, close))
+    return bars.assign(open=open_, high=high, low=low, close=close)
 
 
 def seed_history(
