@@ -20,7 +20,7 @@ import httpx
 
 from quantdesk.api import create_app
 from quantdesk.auth import users
-from quantdesk.auth.models import Role
+from quantdesk.auth.roles import Role
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.db.migrate import upgrade
 from quantdesk.observability.audit import Actor

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from quantdesk.api import create_app
 from quantdesk.auth import users as users_service
-from quantdesk.auth.models import Role
+from quantdesk.auth.roles import Role
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.db.migrate import upgrade
 from quantdesk.observability.audit import Actor

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from quantdesk.auth import users
-from quantdesk.auth.models import Role
+from quantdesk.auth.roles import Role
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.observability.audit import Actor
 from quantdesk.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,13 +13,15 @@ from rich.panel import Panel
 from rich.table import Table
 
 from quantdesk import __version__
-from quantdesk.auth.models import Role
-from quantdesk.bootstrap import DemoCredential
+from quantdesk.auth.roles import Role
 from quantdesk.charges.cli import charges_command
 from quantdesk.market.cli import data_app, demo_app
 from quantdesk.market.instruments_cli import app as instruments_app
 from quantdesk.settings import ConfigError, Settings
 from quantdesk.wallet.cli import app as ledger_app
+
+if TYPE_CHECKING:
+    from quantdesk.bootstrap import DemoCredential
 
 app = typer.Typer(
     help="QuantDesk: self-hosted algorithmic trading platform.",

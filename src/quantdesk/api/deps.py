@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quantdesk.api.state import AppState
 from quantdesk.auth import service as auth_service
-from quantdesk.auth.models import Role, User
+from quantdesk.auth.models import User
+from quantdesk.auth.roles import Role
 from quantdesk.auth.security import AccessClaims, TokenError, decode_access_token
 from quantdesk.errors import Forbidden, NotAuthenticated
 from quantdesk.observability.audit import Actor

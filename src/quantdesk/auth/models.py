@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from quantdesk.db.base import Base
 from quantdesk.db.types import UTCDateTime
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    TRADER = "trader"
-    VIEWER = "viewer"
 
 
 class User(Base):

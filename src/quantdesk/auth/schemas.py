@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from quantdesk.auth.models import Role
+from quantdesk.auth.roles import Role
 
 Username = Annotated[
     str,

@@ -11,7 +11,8 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quantdesk.auth.models import AuthSession, RefreshToken, Role, User
+from quantdesk.auth.models import AuthSession, RefreshToken, User
+from quantdesk.auth.roles import Role
 from quantdesk.auth.schemas import TokenPair
 from quantdesk.auth.security import (
     AccessClaims,

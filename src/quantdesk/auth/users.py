@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quantdesk.auth.models import Role, User
+from quantdesk.auth.models import User
+from quantdesk.auth.roles import Role
 from quantdesk.auth.security import PasswordPolicyError, check_password_policy, hash_password
 from quantdesk.auth.service import revoke_user_sessions
 from quantdesk.errors import Conflict, NotFound, ValidationFailed

@@ -6,15 +6,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from quantdesk.market.instruments import ImportReport
-from quantdesk.market.models import Instrument
+if TYPE_CHECKING:  # the CLI starts fast: database modules load only when a command runs
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from quantdesk.market.instruments import ImportReport
+    from quantdesk.market.models import Instrument
 
 app = typer.Typer(help="The instruments master.", no_args_is_help=True)
 console = Console()

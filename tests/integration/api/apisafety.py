@@ -10,7 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quantdesk.auth import users as users_service
-from quantdesk.auth.models import AuthSession, Role, User
+from quantdesk.auth.models import AuthSession, User
+from quantdesk.auth.roles import Role
 from quantdesk.auth.security import encode_access_token
 from quantdesk.observability.audit import Actor, AuditLog
 from quantdesk.settings import Settings

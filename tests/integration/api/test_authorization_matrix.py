@@ -29,7 +29,8 @@ from starlette.routing import Route
 
 from quantdesk.api import create_app
 from quantdesk.api.deps import RoleGuard
-from quantdesk.auth.models import Role, User
+from quantdesk.auth.models import User
+from quantdesk.auth.roles import Role
 from quantdesk.settings import Settings
 
 # Routes that are deliberately reachable without a token. Everything else needs a RoleGuard.

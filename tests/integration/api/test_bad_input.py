@@ -10,7 +10,8 @@ from apisafety import Minter
 from fastapi import FastAPI
 
 from quantdesk.api import create_app
-from quantdesk.auth.models import Role, User
+from quantdesk.auth.models import User
+from quantdesk.auth.roles import Role
 from quantdesk.settings import Settings
 
 USERS = "/api/v1/admin/users"

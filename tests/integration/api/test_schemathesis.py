@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from quantdesk.api import create_app
-from quantdesk.auth.models import Role
+from quantdesk.auth.roles import Role
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.settings import Settings
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import select
 
-from quantdesk.auth.models import RefreshToken, Role
+from quantdesk.auth.models import RefreshToken
+from quantdesk.auth.roles import Role
 from quantdesk.auth.security import encode_access_token, hash_token
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.settings import Settings

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from quantdesk.api import create_app
-from quantdesk.auth.models import Role
+from quantdesk.auth.roles import Role
 from tests.conftest import UserFactory, client_for, make_settings, unique_name
 
 LOGIN = "/api/v1/auth/login"
