@@ -63,7 +63,9 @@ def make_db(backend: str, tmp: Path) -> str:
 
 
 async def run(url: str, rounds: int, n: int, tmp: Path) -> None:
-    settings = Settings(database_url=url, data_dir=tmp, jwt_secret="b" * 48, bcrypt_rounds=rounds)
+    settings = Settings(
+        database_url=url, data_dir=tmp, jwt_secret="b" * 48, bcrypt_rounds=rounds, feed="none"
+    )
     engine = create_engine(url)
     async with create_sessionmaker(engine)() as db:
         await users.create_user(
