@@ -22,4 +22,5 @@ def import_all_models() -> None:
     """Import every domain's tables so the metadata is complete (Alembic, tests)."""
     import quantdesk.auth.models
     import quantdesk.market.models
-    import quantdesk.observability.audit  # noqa: F401
+    import quantdesk.observability.audit
+    import quantdesk.wallet.models  # noqa: F401

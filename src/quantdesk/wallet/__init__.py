@@ -1,0 +1,1 @@
+"""Wallet and ledger: the stored double-entry journal, cached balances, and their API."""
