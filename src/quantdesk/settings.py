@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +25,11 @@ class FeedKind(StrEnum):
     RANDOM = "random"
     REPLAY = "replay"
     NONE = "none"
+
+
+class PaperSession(StrEnum):
+    CALENDAR = "calendar"  # orders only while the exchange's session is open
+    ALWAYS = "always"  # demo and tests: the (random or replayed) market never closes
 
 
 class Settings(BaseSettings):
@@ -58,6 +64,18 @@ class Settings(BaseSettings):
     replay_sessions: int = Field(default=1, ge=1, le=250, description="Sessions to replay.")
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     ui_dir: Path | None = Field(default=None, description="Built UI; default frontend/dist.")
+
+    paper_engine: bool = Field(default=True, description="Run the paper broker in this process.")
+    paper_session: PaperSession = Field(
+        default=PaperSession.ALWAYS, description="Market hours for orders: calendar|always."
+    )
+    paper_seed: int = Field(default=0, description="Seed of the paper broker's random slippage.")
+    paper_slippage_ticks: int = Field(default=0, ge=0, le=100)
+    paper_random_slippage_ticks: int = Field(default=0, ge=0, le=100)
+    paper_max_volume_share: Decimal | None = Field(
+        default=None, gt=0, le=1, description="Cap a fill at this share of traded volume."
+    )
+    paper_latency_ms: int = Field(default=0, ge=0, le=60_000)
 
     demo_admin_password: SecretStr | None = None
     demo_trader_password: SecretStr | None = None

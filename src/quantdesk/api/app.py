@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 
 from quantdesk import __version__
 from quantdesk.admin.router import router as admin_router
+from quantdesk.api.deps import reject_unknown_query
 from quantdesk.api.errors import install_error_handlers
 from quantdesk.api.middleware import RequestContextMiddleware
 from quantdesk.api.ops import router as ops_router
@@ -20,11 +21,13 @@ from quantdesk.api.state import AppState
 from quantdesk.auth.router import router as auth_router
 from quantdesk.auth.service import AuthContext
 from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
+from quantdesk.brokers.paper import start_paper_broker
 from quantdesk.charges.router import router as charges_router
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.market.router import router as market_router
 from quantdesk.market.runtime import start_market
 from quantdesk.observability.metrics import Metrics
+from quantdesk.orders.router import router as orders_router
 from quantdesk.settings import Settings
 from quantdesk.stream.router import router as stream_router
 from quantdesk.wallet.router import router as wallet_router
@@ -33,13 +36,14 @@ API_PREFIX = "/api/v1"
 
 
 def api_router() -> APIRouter:
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
     router.include_router(auth_router)
     router.include_router(admin_router)
     router.include_router(stream_router)
     router.include_router(market_router)
     router.include_router(charges_router)
     router.include_router(wallet_router)
+    router.include_router(orders_router)
     return router
 
 
@@ -71,10 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.extras.update(
             bus=market.bus, quote_cache=market.cache, hub=market.hub, bar_store=market.store
         )
+        paper = None
+        if settings.paper_engine:
+            paper = await start_paper_broker(settings, state.sessionmaker, market.bus, market.cache)
+        state.extras["paper_broker"] = paper
         app.state.qd = state
         try:
             yield
         finally:
+            if paper is not None:
+                await paper.stop()
             await market.stop()
             if redis is not None:
                 await redis.aclose()

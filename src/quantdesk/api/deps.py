@@ -1,19 +1,23 @@
 """Dependencies as ``Annotated`` aliases, so handlers stay short and every route's access
 rule is declared in its signature (and visible to the authorization-matrix test)."""
 
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from quantdesk.api.state import AppState
 from quantdesk.auth import service as auth_service
 from quantdesk.auth.models import User
 from quantdesk.auth.roles import Role
 from quantdesk.auth.security import AccessClaims, TokenError, decode_access_token
-from quantdesk.errors import Forbidden, NotAuthenticated
+from quantdesk.errors import Forbidden, NotAuthenticated, ValidationFailed
 from quantdesk.observability.audit import Actor
 from quantdesk.settings import Settings
 
@@ -114,3 +118,31 @@ def user_actor(request: Request, user: User) -> Actor:
 
 
 AnonymousActor = Annotated[Actor, Depends(anonymous_actor)]
+
+
+# Keyed by the route object itself (weakly): an id() could be reused by a later app's route.
+_QUERY_NAMES: "weakref.WeakKeyDictionary[APIRoute, frozenset[str]]" = weakref.WeakKeyDictionary()
+
+
+def _declared_query(route: APIRoute) -> frozenset[str]:
+    names = _QUERY_NAMES.get(route)
+    if names is None:
+        flat = get_flat_dependant(route.dependant)
+        names = frozenset(p.alias for p in flat.query_params)
+        _QUERY_NAMES[route] = names
+    return names
+
+
+def reject_unknown_query(request: HTTPConnection) -> None:
+    """Unknown query parameters are an error, like unknown body fields: a typo (``?limt=5``)
+    must not silently return the default."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _declared_query(route))
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown query parameter(s): {', '.join(unknown)}.",
+            code="UNKNOWN_QUERY_PARAMETER",
+            details={"unknown": unknown, "allowed": sorted(_declared_query(route))},
+        )

@@ -23,4 +23,5 @@ def import_all_models() -> None:
     import quantdesk.auth.models
     import quantdesk.market.models
     import quantdesk.observability.audit
+    import quantdesk.orders.models
     import quantdesk.wallet.models  # noqa: F401

@@ -68,3 +68,17 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(str(value)) if not isinstance(value, Decimal) else value
+
+
+class ExactDecimal(Money):
+    """:class:`Money` with twelve places (NUMERIC(38, 12) on PostgreSQL): position costs and
+    realised P&L carry the core's 1E-10 cost quantum, which NUMERIC(28, 8) would round, so a
+    stored position would drift from the rebuild of its trades."""
+
+    impl = Numeric(38, 12)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 12, asdecimal=True))

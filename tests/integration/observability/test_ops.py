@@ -152,3 +152,15 @@ def test_logs_are_json_lines_with_request_id_and_no_secrets(
     assert record["level"] == "info"
     assert record["password"] == "***"
     assert "hunter2" not in line
+
+
+async def test_unknown_query_parameters_are_rejected(
+    client: httpx.AsyncClient, admin: AuthedUser
+) -> None:
+    r = await client.get("/api/v1/admin/users", params={"limt": "5"}, headers=admin.headers)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "UNKNOWN_QUERY_PARAMETER"
+    assert r.json()["error"]["details"]["unknown"] == ["limt"]
+    assert "limit" in r.json()["error"]["details"]["allowed"]
+    ok = await client.get("/api/v1/admin/users", params={"limit": "5"}, headers=admin.headers)
+    assert ok.status_code == 200

@@ -1,0 +1,1 @@
+"""Broker adapters; the paper broker fills against the live (or replayed) market."""

@@ -1,0 +1,1 @@
+"""Orders, trades and positions: the order management system (OMS)."""

@@ -1,0 +1,226 @@
+"""Orders, trades and positions endpoints. A user sees only their own; an admin sees all (another
+user's order answers 404 to anyone else, so its existence does not leak)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+
+from quantdesk.api.deps import CurrentUser, SessionDep, StateDep, TraderUser, user_actor
+from quantdesk.api.types import NO_NUL
+from quantdesk.auth.models import User
+from quantdesk.auth.roles import Role
+from quantdesk.core.orders import OrderStatus
+from quantdesk.errors import Forbidden
+from quantdesk.openapi import error_responses
+from quantdesk.orders.schemas import (
+    CURSOR,
+    ORDER_ID,
+    OrderDetailOut,
+    OrderEventOut,
+    OrderIn,
+    OrderOut,
+    OrderPageOut,
+    OrderPatch,
+    PositionOut,
+    TradeOut,
+    TradePageOut,
+)
+from quantdesk.orders.service import ModifyRequest, Oms, PlaceRequest
+
+router = APIRouter(tags=["orders"])
+
+
+def get_oms(state: StateDep) -> Oms:
+    return Oms(state.settings, quotes=state.extras.get("quote_cache"), bus=state.extras.get("bus"))
+
+
+OmsDep = Annotated[Oms, Depends(get_oms)]
+OrderId = Annotated[str, Path(pattern=ORDER_ID, description="The order's id (32 hex digits)")]
+Cursor = Annotated[
+    str | None, Query(pattern=CURSOR, description="next_cursor of the previous page")
+]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Symbol = Annotated[str | None, Query(max_length=64, pattern=NO_NUL)]
+OtherUserId = Annotated[
+    int | None,
+    Query(ge=1, le=2_147_483_647, description="Admin only: another user's (default: your own)"),
+]
+
+
+def _owner(user: User) -> int | None:
+    """Whose orders ``user`` may touch by id: their own, or (admin) anyone's."""
+    return None if user.role == Role.ADMIN else user.id
+
+
+def _whose(user: User, user_id: int | None) -> int:
+    if user_id is None or user_id == user.id:
+        return user.id
+    if user.role != Role.ADMIN:
+        raise Forbidden(
+            "Only an admin may see another user's orders, trades or positions.",
+            code="ORDERS_OTHER_USER",
+            details={"user_id": user_id},
+        )
+    return user_id
+
+
+@router.post(
+    "/orders",
+    response_model=OrderOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": OrderOut, "description": "client_order_id seen before: the original"},
+        **error_responses(400, 401, 403, 409, 422),
+    },
+    summary="Place an order (funds for its worst case are held until it fills or ends)",
+    description="Errors: ORDER_BAD_QUANTITY, ORDER_BAD_PRICE, ORDER_PRICE_OFF_TICK, "
+    "ORDER_OUTSIDE_BAND, ORDER_PRICE_MISSING, ORDER_PRICE_NOT_ALLOWED, ORDER_UNKNOWN_SYMBOL "
+    "(422); ORDER_INSUFFICIENT_FUNDS, ORDER_INSUFFICIENT_HOLDINGS (CNC sell), "
+    "ORDER_MARKET_CLOSED, ORDER_NO_MARKET_PRICE (409). A refused order is not stored.",
+)
+async def place_order(
+    body: OrderIn,
+    request: Request,
+    response: Response,
+    db: SessionDep,
+    user: TraderUser,
+    oms: OmsDep,
+) -> OrderOut:
+    placed = await oms.place(
+        db,
+        user.id,
+        PlaceRequest(
+            symbol=body.symbol,
+            side=body.side,
+            order_type=body.order_type,
+            quantity=body.quantity,
+            product=body.product,
+            time_in_force=body.time_in_force,
+            limit_price=body.limit_price,
+            stop_price=body.stop_price,
+            client_order_id=body.client_order_id,
+        ),
+        actor=user_actor(request, user),
+    )
+    if not placed.created:
+        response.status_code = status.HTTP_200_OK
+    return OrderOut.of(placed.order)
+
+
+@router.get(
+    "/orders",
+    response_model=OrderPageOut,
+    responses=error_responses(401, 403, 422),
+    summary="Your orders, newest first (cursor pagination)",
+)
+async def list_orders(
+    db: SessionDep,
+    user: CurrentUser,
+    oms: OmsDep,
+    status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    symbol: Symbol = None,
+    user_id: OtherUserId = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> OrderPageOut:
+    rows, next_cursor = await oms.list_orders(
+        db, _whose(user, user_id), status=status_, symbol=symbol, cursor=cursor, limit=limit
+    )
+    return OrderPageOut(items=[OrderOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderDetailOut,
+    responses=error_responses(401, 403, 404, 422),
+    summary="One order with its stored transitions",
+)
+async def get_order(
+    order_id: OrderId, db: SessionDep, user: CurrentUser, oms: OmsDep
+) -> OrderDetailOut:
+    row = await oms.get(db, order_id, _owner(user))
+    events = await oms.events(db, row.id)
+    return OrderDetailOut(
+        **OrderOut.of(row).model_dump(), events=[OrderEventOut.of(e) for e in events]
+    )
+
+
+@router.patch(
+    "/orders/{order_id}",
+    response_model=OrderOut,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+    summary="Change a live order's quantity or prices (the hold follows exactly)",
+    description="Errors: ORDER_NOTHING_TO_MODIFY, ORDER_BAD_QUANTITY, ORDER_BAD_PRICE, "
+    "ORDER_PRICE_OFF_TICK, ORDER_OUTSIDE_BAND (422); ORDER_NOT_LIVE, "
+    "ORDER_MODIFY_BELOW_FILLED, ORDER_INSUFFICIENT_FUNDS (409).",
+)
+async def modify_order(
+    order_id: OrderId,
+    body: OrderPatch,
+    request: Request,
+    db: SessionDep,
+    user: TraderUser,
+    oms: OmsDep,
+) -> OrderOut:
+    row = await oms.modify(
+        db,
+        order_id,
+        ModifyRequest(body.quantity, body.limit_price, body.stop_price),
+        owner_id=_owner(user),
+        actor=user_actor(request, user),
+    )
+    return OrderOut.of(row)
+
+
+@router.delete(
+    "/orders/{order_id}",
+    response_model=OrderOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+    summary="Cancel a live order; what it still holds is released",
+    description="Errors: ORDER_NOT_LIVE (409: already filled, cancelled, expired or rejected).",
+)
+async def cancel_order(
+    order_id: OrderId, request: Request, db: SessionDep, user: TraderUser, oms: OmsDep
+) -> OrderOut:
+    row = await oms.cancel(db, order_id, owner_id=_owner(user), actor=user_actor(request, user))
+    return OrderOut.of(row)
+
+
+@router.get(
+    "/trades",
+    response_model=TradePageOut,
+    responses=error_responses(401, 403, 422),
+    summary="Your trades (fills), newest first (cursor pagination)",
+)
+async def list_trades(
+    db: SessionDep,
+    user: CurrentUser,
+    oms: OmsDep,
+    symbol: Symbol = None,
+    order_id: Annotated[str | None, Query(pattern=ORDER_ID)] = None,
+    user_id: OtherUserId = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> TradePageOut:
+    rows, next_cursor = await oms.list_trades(
+        db, _whose(user, user_id), symbol=symbol, order_id=order_id, cursor=cursor, limit=limit
+    )
+    return TradePageOut(items=[TradeOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/positions",
+    response_model=list[PositionOut],
+    responses=error_responses(401, 403, 422),
+    summary="Your positions, marked to the latest quote",
+    description="Average price and realised P&L from the fold of the trades; unrealised P&L "
+    "at the latest quote (the instrument's last close without one). P&L is gross of fees; "
+    "closed positions (quantity 0) stay listed with their realised P&L.",
+)
+async def list_positions(
+    db: SessionDep, user: CurrentUser, oms: OmsDep, user_id: OtherUserId = None
+) -> list[PositionOut]:
+    rows = await oms.positions(db, _whose(user, user_id))
+    return [PositionOut.of(row, mark) for row, mark in rows]

@@ -1,0 +1,934 @@
+"""The order management system: place, modify and cancel orders, apply broker fills, read
+orders, trades and positions.
+
+Every write use case is ONE database transaction over orders, order events, trades, positions
+and the ledger (posted through :mod:`quantdesk.wallet.service` in the same transaction), and is
+committed here. The owner's bus channels hear about it after the commit, best effort.
+
+Locking: a use case on an existing order first takes that order's row (a no-op UPDATE: a row
+lock on PostgreSQL, the write lock on SQLite), then the position row, then the ledger balances.
+Placing locks the user's wallet first; it never locks an existing order, so lock orders never
+cross. Validation rejections (bad input, unknown symbol, market closed, no funds) are 4xx with a
+code and write nothing: no order row, no hold (see :mod:`quantdesk.orders.models`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import Select, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quantdesk.bus.base import EventBus
+from quantdesk.core import ledger
+from quantdesk.core import orders as core
+from quantdesk.core.charges import (
+    Charges,
+    ChargesCalculator,
+    ChargesError,
+    Exchange,
+    ExecutedOrder,
+    default_calculator,
+    segment_for,
+)
+from quantdesk.core.errors import DomainError
+from quantdesk.core.instruments import InstrumentRef, InstrumentSpec, InvalidInstrumentRef
+from quantdesk.core.orders import Order, OrderStatus, OrderType, Product, Side, TimeInForce
+from quantdesk.core.positions import Fill, Position
+from quantdesk.errors import AppError, Conflict, NotFound, ValidationFailed
+from quantdesk.market.calendars import CalendarRangeError, exchange_of, get_calendar
+from quantdesk.market.models import Instrument
+from quantdesk.market.quotes import QuoteCache
+from quantdesk.observability import audit
+from quantdesk.orders.models import OrderEventRow, OrderRow, PositionRow, TradeRow
+from quantdesk.orders.schemas import (
+    MAX_ORDER_QUANTITY,
+    OrderOut,
+    PositionOut,
+    TradeOut,
+)
+from quantdesk.settings import PaperSession, Settings
+from quantdesk.stream.hub import user_channel
+from quantdesk.wallet import service as wallet_service
+from quantdesk.wallet.schemas import WalletOut
+
+log = structlog.get_logger("quantdesk.orders")
+
+VENUE: Final = "paper"
+_IST: Final = ZoneInfo("Asia/Kolkata")
+_PRICE = re.compile(r"[0-9]{1,10}(\.[0-9]{1,4})?")
+_ZERO: Final = Decimal(0)
+_LIVE: Final = tuple(s.value for s in core.LIVE_STATUSES)
+
+
+# --- requests and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceRequest:
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: int
+    product: Product = Product.CNC
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: str | None = None
+    stop_price: str | None = None
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRequest:
+    quantity: int | None = None
+    limit_price: str | None = None
+    stop_price: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    order: OrderRow
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :meth:`Oms.apply_fill` did: ``applied`` is False for a broker trade id seen before."""
+
+    applied: bool
+    order: Order
+    trade: TradeRow | None = None
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def _unknown_symbol(symbol: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"No tradable instrument {symbol!r}.",
+        code="ORDER_UNKNOWN_SYMBOL",
+        details={"symbol": symbol[:64]},
+    )
+
+
+def _not_found(order_id: str) -> NotFound:
+    return NotFound("No such order.", code="ORDER_NOT_FOUND", details={"order_id": order_id[:64]})
+
+
+def _as_app_error(exc: DomainError) -> AppError:
+    return wallet_service.app_error(exc)
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_price(raw: str | None, field: str) -> Decimal | None:
+    """A price from decimal text: plain digits, at most four decimals, positive."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not _PRICE.fullmatch(text):
+        raise ValidationFailed(
+            f"{field} must be a plain decimal string such as 1500.05",
+            code="ORDER_BAD_PRICE",
+            details={"field": field, "value": raw[:32]},
+        )
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
+        raise ValidationFailed(f"{field} is not a decimal", code="ORDER_BAD_PRICE") from exc
+    if value <= 0:
+        raise ValidationFailed(
+            f"{field} must be greater than zero",
+            code="ORDER_BAD_PRICE",
+            details={"field": field, "value": raw[:32]},
+        )
+    return value
+
+
+def check_quantity(quantity: object) -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise ValidationFailed("quantity must be a whole number", code="ORDER_BAD_QUANTITY")
+    if not 1 <= quantity <= MAX_ORDER_QUANTITY:
+        raise ValidationFailed(
+            f"quantity must be between 1 and {MAX_ORDER_QUANTITY}",
+            code="ORDER_BAD_QUANTITY",
+            details={"quantity": str(quantity)[:32]},
+        )
+    return quantity
+
+
+def to_core(row: OrderRow) -> Order:
+    return Order(
+        id=row.id,
+        client_order_id=row.client_order_id,
+        account=str(row.user_id),
+        symbol=row.symbol,
+        side=Side(row.side),
+        order_type=OrderType(row.order_type),
+        product=Product(row.product),
+        time_in_force=TimeInForce(row.time_in_force),
+        quantity=row.quantity,
+        limit_price=row.limit_price,
+        stop_price=row.stop_price,
+        filled_quantity=row.filled_quantity,
+        filled_value=row.filled_value,
+        status=OrderStatus(row.status),
+        triggered=row.triggered,
+    )
+
+
+def trade_date(at: datetime) -> date:
+    """The Indian exchanges' calendar day of an instant (what charges are dated by)."""
+    return at.astimezone(_IST).date()
+
+
+def _event_row(event: core.OrderEvent) -> OrderEventRow:
+    return OrderEventRow(
+        order_id=event.order_id,
+        action=str(event.action),
+        from_status=str(event.from_status),
+        to_status=str(event.to_status),
+        reason=event.reason[:256],
+        quantity=event.quantity,
+        price=event.price,
+        trade_id=event.trade_id,
+        at=event.at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Market:
+    """What validation and the hold need from the instruments master and the quote cache."""
+
+    symbol: str
+    spec: InstrumentSpec
+    price: Decimal | None  # the latest quote's last price, else the instrument's last close
+
+
+# --- the OMS ----------------------------------------------------------------------------------
+
+
+class Oms:
+    """Order use cases. ``quotes`` supplies band references and market prices; ``bus`` (optional)
+    receives the order, trade, position and wallet events after each commit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        quotes: QuoteCache | None = None,
+        bus: EventBus | None = None,
+        calculator: ChargesCalculator | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.quotes = quotes
+        self.bus = bus
+        self.calculator = calculator or default_calculator()
+        self.clock = clock
+
+    # --- placing ------------------------------------------------------------------------------
+
+    async def place(
+        self, db: AsyncSession, user_id: int, req: PlaceRequest, *, actor: audit.Actor | None
+    ) -> Placed:
+        """Validate, reserve the worst-case cost and charges, store the order OPEN; commits.
+
+        A ``client_order_id`` already used by this user returns that order (``created`` False).
+        """
+        now = self.clock()
+        coid = req.client_order_id or uuid.uuid4().hex
+        if (existing := await self._by_client_id(db, user_id, coid)) is not None:
+            return Placed(existing, False)
+        quantity = check_quantity(req.quantity)
+        market = await self._market(db, req.symbol)
+        try:
+            order = Order(
+                id=uuid.uuid4().hex,
+                client_order_id=coid,
+                account=str(user_id),
+                symbol=market.symbol,
+                side=req.side,
+                order_type=req.order_type,
+                product=req.product,
+                time_in_force=req.time_in_force,
+                quantity=quantity,
+                limit_price=parse_price(req.limit_price, "limit_price"),
+                stop_price=parse_price(req.stop_price, "stop_price"),
+            )
+            core.validate_order(order, market.spec, reference_price=market.price)
+        except DomainError as exc:
+            raise _as_app_error(exc) from exc
+        self._check_session(market.symbol, now)
+        hold_price, amount = self._requirement(order, market, now)
+        currency = market.spec.currency
+        try:
+            wallet = await wallet_service.lock_wallet(db, user_id, currency)
+            # After the lock: a concurrent request with the same id has committed by now.
+            if await self._by_client_id(db, user_id, coid) is not None:
+                await db.rollback()
+                return Placed(await self._by_client_id_or_fail(db, user_id, coid), False)
+            if order.product is Product.CNC and order.side is Side.SELL:
+                core.check_holdings(order, await self._free_holdings(db, user_id, order.symbol))
+            self._check_funds(amount, wallet.available, currency)
+            accepted, event = core.accept(order, at=now)
+            row = OrderRow(
+                id=order.id,
+                user_id=user_id,
+                client_order_id=coid,
+                symbol=order.symbol,
+                side=order.side.value,
+                order_type=order.order_type.value,
+                product=order.product.value,
+                time_in_force=order.time_in_force.value,
+                quantity=order.quantity,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                filled_quantity=0,
+                filled_value=_ZERO,
+                status=accepted.status.value,
+                triggered=False,
+                currency=currency,
+                held_amount=amount,
+                hold_price=hold_price,
+                created_at=now,
+                updated_at=now,
+            )
+            db.add(row)
+            await db.flush()
+            db.add(_event_row(event))
+            if amount > 0:
+                entry = ledger.hold(
+                    user_id,
+                    amount,
+                    currency,
+                    available=wallet.available,
+                    ref=order.id,
+                    memo=f"hold for order {order.id}",
+                )
+                await wallet_service.post(db, entry, lock=False, at=now)
+            if actor is not None:
+                audit.record(
+                    db,
+                    actor,
+                    "order.place",
+                    target_type="order",
+                    target_id=order.id,
+                    changes=_order_changes(row),
+                    at=now,
+                )
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+            if (existing := await self._by_client_id(db, user_id, coid)) is not None:
+                return Placed(existing, False)
+            raise
+        except DomainError as exc:
+            await db.rollback()
+            raise _as_app_error(exc) from exc
+        except BaseException:
+            await db.rollback()
+            raise
+        log.info("order_placed", order_id=row.id, user_id=user_id, symbol=row.symbol)
+        await self.publish(db, user_id, order=row, wallet=True)
+        return Placed(row, True)
+
+    def _check_session(self, symbol: str, now: datetime) -> None:
+        if self.settings.paper_session is PaperSession.ALWAYS:
+            return
+        try:
+            open_now = get_calendar(exchange_of(symbol)).is_open(now)
+        except (ValueError, CalendarRangeError):
+            open_now = False  # no calendar for the exchange, or a date it does not cover
+        if not open_now:
+            raise Conflict(
+                "The market is closed: orders are accepted during the exchange's session.",
+                code="ORDER_MARKET_CLOSED",
+                details={"symbol": symbol, "at": now.isoformat()},
+            )
+
+    @staticmethod
+    def _check_funds(amount: Decimal, available: Decimal, currency: str) -> None:
+        if amount <= available:
+            return
+        raise Conflict(
+            f"The order needs {wallet_service.money_str(amount, currency)} {currency}; "
+            f"{wallet_service.money_str(available, currency)} is available.",
+            code="ORDER_INSUFFICIENT_FUNDS",
+            details={
+                "currency": currency,
+                "required": wallet_service.money_str(amount, currency),
+                "available": wallet_service.money_str(available, currency),
+            },
+        )
+
+    # --- what an order holds ------------------------------------------------------------------
+
+    def _executed(self, order: Order, day: date) -> ExecutedOrder | None:
+        """The order's fills so far as the charges model sees them; None when the exchange is
+        not one the charges schedule covers (no charges)."""
+        exchange = order.symbol.partition(":")[0]
+        if exchange not in Exchange.__members__:
+            return None
+        start = ExecutedOrder.start(segment_for(order.product), exchange, order.side, day)
+        if order.filled_quantity == 0:
+            return start
+        return dataclasses.replace(
+            start, quantity=order.filled_quantity, turnover=order.filled_value, fills=1
+        )
+
+    def order_charges(self, order: Order, day: date) -> Charges:
+        """The charges of the order's fills so far (brokerage is per order, not per fill)."""
+        executed = self._executed(order, day)
+        if executed is None:
+            return Charges()
+        try:
+            return self.calculator.order_charges(executed)
+        except ChargesError as exc:
+            raise ValidationFailed(str(exc), code=exc.code) from exc
+
+    def _requirement(self, order: Order, market: _Market, now: datetime) -> tuple[Decimal, Decimal]:
+        """(worst-case price, what to hold for the unfilled rest): a buy's worst-case cost plus
+        the charges the rest would add; a sell holds only its charges (the proceeds pay for
+        them; margin for MIS shorts is not modelled yet)."""
+        reference = market.price if market.price is not None else order.limit_price
+        if reference is None:
+            raise Conflict(
+                f"No market price for {order.symbol}: a {order.order_type} order cannot be "
+                "valued yet.",
+                code="ORDER_NO_MARKET_PRICE",
+                details={"symbol": order.symbol},
+            )
+        worst = core.worst_case_price(order, reference, market.spec)
+        remaining = order.remaining_quantity
+        charges_price = worst if order.side is Side.BUY else max(worst, reference)
+        day = trade_date(now)
+        executed = self._executed(order, day)
+        extra = _ZERO
+        if executed is not None:
+            try:
+                full = executed.fill(charges_price, remaining)
+                extra = (
+                    self.calculator.order_charges(full).total
+                    - self.calculator.order_charges(executed).total
+                )
+            except ChargesError as exc:
+                raise ValidationFailed(str(exc), code=exc.code) from exc
+        cost = worst * remaining if order.side is Side.BUY else _ZERO
+        return worst, cost + extra
+
+    # --- cancel and modify --------------------------------------------------------------------
+
+    async def cancel(
+        self,
+        db: AsyncSession,
+        order_id: str,
+        *,
+        owner_id: int | None,
+        actor: audit.Actor | None,
+        reason: str = "cancelled by user",
+    ) -> OrderRow:
+        """Cancel a live order and release all it still holds; commits. ``owner_id`` None: any
+        user's order (admin, the broker)."""
+        now = self.clock()
+        try:
+            row = await self._locked(db, order_id, owner_id)
+            new, event = core.cancel(to_core(row), at=now, reason=reason)
+            if row.held_amount > 0:
+                entry = ledger.release(
+                    row.user_id,
+                    row.held_amount,
+                    row.currency,
+                    ref=row.id,
+                    memo=f"release: order {row.id} {new.status.lower()}",
+                )
+                await wallet_service.post(db, entry, at=now)
+            row.status, row.held_amount, row.updated_at = new.status.value, _ZERO, now
+            db.add(_event_row(event))
+            if actor is not None:
+                audit.record(
+                    db,
+                    actor,
+                    "order.cancel",
+                    target_type="order",
+                    target_id=row.id,
+                    changes={"reason": reason, "status": new.status.value},
+                    at=now,
+                )
+            await db.commit()
+        except DomainError as exc:
+            await db.rollback()
+            raise _as_app_error(exc) from exc
+        except BaseException:
+            await db.rollback()
+            raise
+        await self.publish(db, row.user_id, order=row, wallet=True)
+        return row
+
+    async def modify(
+        self,
+        db: AsyncSession,
+        order_id: str,
+        req: ModifyRequest,
+        *,
+        owner_id: int | None,
+        actor: audit.Actor | None,
+    ) -> OrderRow:
+        """Change a live order's quantity and/or prices; the hold moves to exactly what the
+        changed order needs (more held, or the excess released); commits."""
+        if req.quantity is None and req.limit_price is None and req.stop_price is None:
+            raise ValidationFailed(
+                "Give quantity, limit_price or stop_price to change.",
+                code="ORDER_NOTHING_TO_MODIFY",
+            )
+        quantity = None if req.quantity is None else check_quantity(req.quantity)
+        limit_price = parse_price(req.limit_price, "limit_price")
+        stop_price = parse_price(req.stop_price, "stop_price")
+        now = self.clock()
+        try:
+            row = await self._locked(db, order_id, owner_id)
+            old = to_core(row)
+            new, event = core.modify(
+                old, at=now, quantity=quantity, limit_price=limit_price, stop_price=stop_price
+            )
+            market = await self._market(db, row.symbol)
+            core.validate_order(new, market.spec, reference_price=market.price)
+            if new.product is Product.CNC and new.side is Side.SELL:
+                free = await self._free_holdings(db, row.user_id, row.symbol)
+                core.check_holdings(
+                    dataclasses.replace(new, quantity=new.remaining_quantity),
+                    free + old.remaining_quantity,
+                )
+            hold_price, need = self._requirement(new, market, now)
+            delta = need - row.held_amount
+            if delta > 0:
+                wallet = await wallet_service.lock_wallet(db, row.user_id, row.currency)
+                self._check_funds(delta, wallet.available, row.currency)
+                entry = ledger.hold(
+                    row.user_id,
+                    delta,
+                    row.currency,
+                    available=wallet.available,
+                    ref=row.id,
+                    memo=f"hold: order {row.id} modified",
+                )
+                await wallet_service.post(db, entry, lock=False, at=now)
+            elif delta < 0:
+                entry = ledger.release(
+                    row.user_id, -delta, row.currency, ref=row.id, memo=f"release: order {row.id}"
+                )
+                await wallet_service.post(db, entry, at=now)
+            row.quantity, row.limit_price, row.stop_price = (
+                new.quantity,
+                new.limit_price,
+                new.stop_price,
+            )
+            row.held_amount, row.hold_price, row.updated_at = need, hold_price, now
+            db.add(_event_row(event))
+            if actor is not None:
+                audit.record(
+                    db,
+                    actor,
+                    "order.modify",
+                    target_type="order",
+                    target_id=row.id,
+                    changes=_order_changes(row),
+                    at=now,
+                )
+            await db.commit()
+        except DomainError as exc:
+            await db.rollback()
+            raise _as_app_error(exc) from exc
+        except BaseException:
+            await db.rollback()
+            raise
+        await self.publish(db, row.user_id, order=row, wallet=True)
+        return row
+
+    # --- broker events ------------------------------------------------------------------------
+
+    async def apply_fill(
+        self,
+        db: AsyncSession,
+        order_id: str,
+        quantity: int,
+        price: Decimal,
+        broker_trade_id: str,
+        at: datetime,
+    ) -> Applied:
+        """Apply one broker fill in ONE transaction: order and its event, the trade, the
+        position, the trade entry (releasing the hold for what the fill spent) and one entry
+        per charge component (the order's cumulative charges minus those already posted).
+        A ``broker_trade_id`` seen before changes nothing (``applied`` False); commits."""
+        try:
+            row = await self._locked(db, order_id, None)
+            if await self._trade_exists(db, broker_trade_id):
+                current = to_core(row)
+                await db.rollback()
+                return Applied(False, current)
+            old = to_core(row)
+            new, event = core.fill(old, quantity, price, broker_trade_id, at=at)
+            day = trade_date(at)
+            fees = self.order_charges(new, day) - self.order_charges(old, day)
+            value = price * quantity
+            spent = fees.total + (value if old.side is Side.BUY else _ZERO)
+            released = ledger.release_for_fill(row.held_amount, spent, last=not new.is_live)
+            entries = [
+                ledger.settle_fill(
+                    row.user_id,
+                    old.side,
+                    quantity,
+                    price,
+                    row.currency,
+                    venue=VENUE,
+                    released=released,
+                    ref=row.id,
+                    memo=f"{old.side.lower()} {quantity} {row.symbol} @ {price} "
+                    f"({broker_trade_id})",
+                ),
+                *ledger.charges(row.user_id, fees.as_dict(), row.currency, ref=row.id),
+            ]
+            position = await self._locked_position(db, row.user_id, row.symbol, at)
+            folded = Position(
+                row.symbol,
+                position.quantity,
+                position.open_cost,
+                position.realised_pnl,
+                position.fees,
+            ).apply(Fill(row.symbol, old.side, quantity, price, fees.total, broker_trade_id))
+            await wallet_service.post_many(db, entries, at=at)
+            trade = TradeRow(
+                id=uuid.uuid4().hex,
+                order_id=row.id,
+                user_id=row.user_id,
+                symbol=row.symbol,
+                side=row.side,
+                product=row.product,
+                quantity=quantity,
+                price=price,
+                fees=fees.total,
+                currency=row.currency,
+                broker_trade_id=broker_trade_id,
+                at=at,
+            )
+            db.add(trade)
+            position.quantity, position.open_cost = folded.quantity, folded.open_cost
+            position.realised_pnl, position.fees = folded.realised_pnl, folded.fees
+            position.updated_at = at
+            row.status, row.filled_quantity = new.status.value, new.filled_quantity
+            row.filled_value, row.held_amount = new.filled_value, row.held_amount - released
+            row.updated_at = at
+            db.add(_event_row(event))
+            await db.flush()
+            await db.commit()
+        except IntegrityError:
+            # The same broker trade id applied concurrently: the other one won.
+            await db.rollback()
+            row = await self._get(db, order_id, None)
+            return Applied(False, to_core(row))
+        except DomainError as exc:
+            await db.rollback()
+            raise _as_app_error(exc) from exc
+        except BaseException:
+            await db.rollback()
+            raise
+        await self.publish(db, row.user_id, order=row, trade=trade, position=position, wallet=True)
+        return Applied(True, new, trade)
+
+    async def trigger(self, db: AsyncSession, order_id: str, at: datetime) -> Order:
+        """Record that a stop order's stop price traded; commits."""
+        try:
+            row = await self._locked(db, order_id, None)
+            new, event = core.trigger(to_core(row), at=at)
+            row.triggered, row.updated_at = True, at
+            db.add(_event_row(event))
+            await db.commit()
+        except DomainError as exc:
+            await db.rollback()
+            raise _as_app_error(exc) from exc
+        except BaseException:
+            await db.rollback()
+            raise
+        await self.publish(db, row.user_id, order=row)
+        return new
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def get(self, db: AsyncSession, order_id: str, owner_id: int | None) -> OrderRow:
+        return await self._get(db, order_id, owner_id)
+
+    async def events(self, db: AsyncSession, order_id: str) -> list[OrderEventRow]:
+        q = select(OrderEventRow).where(OrderEventRow.order_id == order_id)
+        return list((await db.execute(q.order_by(OrderEventRow.id))).scalars())
+
+    async def list_orders(
+        self,
+        db: AsyncSession,
+        user_id: int,
+        *,
+        status: OrderStatus | None = None,
+        symbol: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[OrderRow], str | None]:
+        """A user's orders, newest first; keyset pagination on (created_at, id)."""
+        q = select(OrderRow).where(OrderRow.user_id == user_id)
+        if status is not None:
+            q = q.where(OrderRow.status == status.value)
+        if symbol:
+            q = q.where(OrderRow.symbol == symbol.strip().upper())
+        q = _after(q, OrderRow.created_at, OrderRow.id, cursor)
+        q = q.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
+        rows = list((await db.execute(q)).scalars())
+        return _page(rows, limit, lambda r: (r.created_at, r.id))
+
+    async def list_trades(
+        self,
+        db: AsyncSession,
+        user_id: int,
+        *,
+        symbol: str | None = None,
+        order_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[TradeRow], str | None]:
+        q = select(TradeRow).where(TradeRow.user_id == user_id)
+        if symbol:
+            q = q.where(TradeRow.symbol == symbol.strip().upper())
+        if order_id:
+            q = q.where(TradeRow.order_id == order_id)
+        q = _after(q, TradeRow.at, TradeRow.id, cursor)
+        q = q.order_by(TradeRow.at.desc(), TradeRow.id.desc()).limit(limit + 1)
+        rows = list((await db.execute(q)).scalars())
+        return _page(rows, limit, lambda r: (r.at, r.id))
+
+    async def positions(
+        self, db: AsyncSession, user_id: int
+    ) -> list[tuple[PositionRow, Decimal | None]]:
+        """A user's positions with their marks: the latest quote, else the last close."""
+        q = select(PositionRow).where(PositionRow.user_id == user_id).order_by(PositionRow.symbol)
+        rows = list((await db.execute(q)).scalars())
+        marks = await self._marks(db, [r.symbol for r in rows])
+        return [(r, marks.get(r.symbol)) for r in rows]
+
+    async def open_orders(self, db: AsyncSession) -> list[OrderRow]:
+        """Every live order (the paper broker's book at start)."""
+        q = select(OrderRow).where(OrderRow.status.in_(_LIVE)).order_by(OrderRow.created_at)
+        return list((await db.execute(q)).scalars())
+
+    async def spec(self, db: AsyncSession, symbol: str) -> InstrumentSpec:
+        return (await self._market(db, symbol)).spec
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        db: AsyncSession,
+        user_id: int,
+        *,
+        order: OrderRow | None = None,
+        trade: TradeRow | None = None,
+        position: PositionRow | None = None,
+        wallet: bool = False,
+    ) -> None:
+        """Best effort, after the commit: a bus hiccup must not turn a done change into an
+        error."""
+        if self.bus is None:
+            return
+        try:
+            messages: list[tuple[str, dict[str, Any]]] = []
+            if order is not None:
+                body = OrderOut.of(order).model_dump(mode="json")
+                messages.append((user_channel(user_id, "orders"), {"type": "order", **body}))
+            if trade is not None:
+                body = TradeOut.of(trade).model_dump(mode="json")
+                messages.append((user_channel(user_id, "trades"), {"type": "trade", **body}))
+            if position is not None:
+                mark = (await self._marks(db, [position.symbol])).get(position.symbol)
+                body = PositionOut.of(position, mark).model_dump(mode="json")
+                messages.append((user_channel(user_id, "positions"), {"type": "position", **body}))
+            if wallet:
+                body = WalletOut.of(user_id, await wallet_service.wallet(db, user_id)).model_dump(
+                    mode="json"
+                )
+                messages.append((user_channel(user_id, "wallet"), {"type": "wallet", **body}))
+            await self.bus.publish_many(messages)
+        except Exception as exc:  # any bus failure: logged, never raised
+            log.warning("orders_publish_failed", user_id=user_id, error=repr(exc))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def _market(self, db: AsyncSession, symbol: str) -> _Market:
+        try:
+            ref = InstrumentRef.parse(symbol)
+        except InvalidInstrumentRef as exc:
+            raise _unknown_symbol(symbol) from exc
+        q = select(Instrument).where(
+            Instrument.exchange == ref.exchange, Instrument.symbol == ref.symbol
+        )
+        inst = (await db.execute(q)).scalar_one_or_none()
+        if inst is None or not inst.is_active:
+            raise _unknown_symbol(symbol)
+        name = str(inst.ref)
+        quote = None if self.quotes is None else await self.quotes.get(name)
+        price = quote.last if quote is not None and quote.last > 0 else inst.last_price
+        return _Market(name, inst.spec(), price)
+
+    async def _marks(self, db: AsyncSession, symbols: Sequence[str]) -> dict[str, Decimal]:
+        if not symbols:
+            return {}
+        quotes = {} if self.quotes is None else await self.quotes.get_many(symbols)
+        marks = {s: q.last for s, q in quotes.items() if q.last > 0}
+        missing = [InstrumentRef.parse(s) for s in symbols if s not in marks]
+        if missing:
+            q = select(Instrument).where(
+                tuple_(Instrument.exchange, Instrument.symbol).in_(
+                    [(r.exchange, r.symbol) for r in missing]
+                )
+            )
+            for inst in (await db.execute(q)).scalars():
+                if inst.last_price is not None:
+                    marks[str(inst.ref)] = inst.last_price
+        return marks
+
+    async def _by_client_id(self, db: AsyncSession, user_id: int, coid: str) -> OrderRow | None:
+        q = select(OrderRow).where(OrderRow.user_id == user_id, OrderRow.client_order_id == coid)
+        return (await db.execute(q.execution_options(populate_existing=True))).scalar_one_or_none()
+
+    async def _by_client_id_or_fail(self, db: AsyncSession, user_id: int, coid: str) -> OrderRow:
+        row = await self._by_client_id(db, user_id, coid)
+        if row is None:  # pragma: no cover - only called after seeing the row
+            raise _not_found(coid)
+        return row
+
+    async def _get(self, db: AsyncSession, order_id: str, owner_id: int | None) -> OrderRow:
+        q = select(OrderRow).where(OrderRow.id == order_id)
+        row = (await db.execute(q.execution_options(populate_existing=True))).scalar_one_or_none()
+        # Another user's order is "not found": its existence is not theirs to learn.
+        if row is None or (owner_id is not None and row.user_id != owner_id):
+            raise _not_found(order_id)
+        return row
+
+    async def _locked(self, db: AsyncSession, order_id: str, owner_id: int | None) -> OrderRow:
+        """The order, locked for this transaction: a no-op UPDATE takes the row lock on
+        PostgreSQL and the write lock on SQLite before anything is read."""
+        await db.execute(
+            update(OrderRow)
+            .where(OrderRow.id == order_id)
+            .values(updated_at=OrderRow.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        return await self._get(db, order_id, owner_id)
+
+    async def _trade_exists(self, db: AsyncSession, broker_trade_id: str) -> bool:
+        q = select(func.count()).where(TradeRow.broker_trade_id == broker_trade_id)
+        return bool((await db.execute(q)).scalar_one())
+
+    async def _locked_position(
+        self, db: AsyncSession, user_id: int, symbol: str, at: datetime
+    ) -> PositionRow:
+        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await db.execute(
+            insert(PositionRow)
+            .values(
+                user_id=user_id,
+                symbol=symbol,
+                quantity=0,
+                open_cost=_ZERO,
+                realised_pnl=_ZERO,
+                fees=_ZERO,
+                updated_at=at,
+            )
+            .on_conflict_do_nothing()
+        )
+        q = (
+            select(PositionRow)
+            .where(PositionRow.user_id == user_id, PositionRow.symbol == symbol)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await db.execute(q)).scalar_one()
+
+    async def _free_holdings(self, db: AsyncSession, user_id: int, symbol: str) -> int:
+        """Shares a CNC sell may still sell: the long position minus what live CNC sells
+        already cover."""
+        pos = await db.execute(
+            select(PositionRow.quantity).where(
+                PositionRow.user_id == user_id, PositionRow.symbol == symbol
+            )
+        )
+        held = max(pos.scalar_one_or_none() or 0, 0)
+        covered = await db.execute(
+            select(func.coalesce(func.sum(OrderRow.quantity - OrderRow.filled_quantity), 0)).where(
+                OrderRow.user_id == user_id,
+                OrderRow.symbol == symbol,
+                OrderRow.product == Product.CNC.value,
+                OrderRow.side == Side.SELL.value,
+                OrderRow.status.in_(_LIVE),
+            )
+        )
+        return held - int(covered.scalar_one())
+
+
+def _order_changes(row: OrderRow) -> dict[str, Any]:
+    return {
+        "client_order_id": row.client_order_id,
+        "symbol": row.symbol,
+        "side": row.side,
+        "order_type": row.order_type,
+        "product": row.product,
+        "quantity": row.quantity,
+        "limit_price": None if row.limit_price is None else str(row.limit_price),
+        "stop_price": None if row.stop_price is None else str(row.stop_price),
+        "held_amount": str(row.held_amount),
+    }
+
+
+# --- keyset pagination ------------------------------------------------------------------------
+
+
+def encode_cursor(at: datetime, row_id: str) -> str:
+    micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
+    return f"{micros}-{row_id}"
+
+
+_MICROSECOND: Final = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(
+    1970, 1, 1, tzinfo=UTC
+)
+_MAX_MICROS: Final = 253_402_300_799_000_000  # 9999-12-31
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    micros_text, _, row_id = cursor.partition("-")
+    try:
+        micros = int(micros_text)
+        if not 0 <= micros <= _MAX_MICROS or not row_id:
+            raise ValueError(cursor)
+    except ValueError as exc:
+        raise ValidationFailed("cursor is not a next_cursor value", code="BAD_CURSOR") from exc
+    return datetime(1970, 1, 1, tzinfo=UTC) + micros * _MICROSECOND, row_id
+
+
+def _after(q: Select[Any], at_col: Any, id_col: Any, cursor: str | None) -> Select[Any]:
+    if cursor is None:
+        return q
+    at, row_id = decode_cursor(cursor)
+    return q.where(or_(at_col < at, and_(at_col == at, id_col < row_id)))
+
+
+def _page(rows: list[Any], limit: int, key: Callable[[Any], tuple[datetime, str]]) -> Any:
+    page = rows[:limit]
+    next_cursor = encode_cursor(*key(page[-1])) if len(rows) > limit else None
+    return page, next_cursor
