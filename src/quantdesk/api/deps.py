@@ -1,7 +1,6 @@
 """Dependencies as ``Annotated`` aliases, so handlers stay short and every route's access
 rule is declared in its signature (and visible to the authorization-matrix test)."""
 
-import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -120,16 +119,13 @@ def user_actor(request: Request, user: User) -> Actor:
 AnonymousActor = Annotated[Actor, Depends(anonymous_actor)]
 
 
-# Keyed by the route object itself (weakly): an id() could be reused by a later app's route.
-_QUERY_NAMES: "weakref.WeakKeyDictionary[APIRoute, frozenset[str]]" = weakref.WeakKeyDictionary()
-
-
 def _declared_query(route: APIRoute) -> frozenset[str]:
-    names = _QUERY_NAMES.get(route)
+    # Cached on the route object itself (routes are unhashable; an id() could be reused).
+    names: frozenset[str] | None = getattr(route, "_qd_query_names", None)
     if names is None:
         flat = get_flat_dependant(route.dependant)
         names = frozenset(p.alias for p in flat.query_params)
-        _QUERY_NAMES[route] = names
+        route._qd_query_names = names  # type: ignore[attr-defined]
     return names
 
 
