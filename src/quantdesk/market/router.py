@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -28,6 +27,7 @@ from quantdesk.market.schemas import (
 )
 from quantdesk.market.store import BarStore
 from quantdesk.openapi import error_responses
+from quantdesk.timeutil import require_aware
 
 router = APIRouter(tags=["market"])
 
@@ -148,15 +148,6 @@ def _parse_ref(ref: str) -> InstrumentRef:
         raise ValidationFailed(str(exc), code="MARKET_BAD_SYMBOL", details={"symbol": ref}) from exc
 
 
-def _aware(ts: datetime | None, name: str) -> datetime | None:
-    if ts is not None and ts.tzinfo is None:
-        raise ValidationFailed(
-            f"{name} needs a time zone (e.g. 2024-01-02T09:15:00+05:30 or ...Z).",
-            code="MARKET_NAIVE_TIME",
-        )
-    return ts
-
-
 @router.get(
     "/market/candles",
     response_model=CandleSeries,
@@ -180,7 +171,10 @@ async def get_candles(
     limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 1000,
 ) -> CandleSeries:
     ref = _parse_ref(symbol)
-    start, end = _aware(start, "start"), _aware(end, "end")
+    start, end = (
+        require_aware(start, "start", code="MARKET_NAIVE_TIME"),
+        require_aware(end, "end", code="MARKET_NAIVE_TIME"),
+    )
     if start is not None and end is not None and start >= end:
         raise ValidationFailed("start must be before end.", code="MARKET_BAD_RANGE")
     instrument = await instruments.get(db, ref)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quantdesk.errors import ValidationFailed
 from quantdesk.observability.audit import AuditLog
+from quantdesk.timeutil import require_aware
 
 
 class AuditEntry(BaseModel):
@@ -32,14 +32,6 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntry]
     next_cursor: int | None
-
-
-def _aware(ts: datetime | None, name: str) -> datetime | None:
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        raise ValidationFailed(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z).")
-    return ts.astimezone(UTC)
 
 
 async def search(
@@ -66,9 +58,9 @@ async def search(
         q = q.where(AuditLog.target_type == target_type)
     if target_id:
         q = q.where(AuditLog.target_id == target_id)
-    if (s := _aware(since, "since")) is not None:
+    if (s := require_aware(since, "since")) is not None:
         q = q.where(AuditLog.at >= s)
-    if (u := _aware(until, "until")) is not None:
+    if (u := require_aware(until, "until")) is not None:
         q = q.where(AuditLog.at < u)
     if cursor is not None:
         q = q.where(AuditLog.id < cursor)

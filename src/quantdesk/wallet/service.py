@@ -34,6 +34,7 @@ from quantdesk.core.errors import DomainError, InvalidInput
 from quantdesk.db.types import Money, UTCDateTime
 from quantdesk.errors import AppError, Conflict, ValidationFailed
 from quantdesk.observability import audit
+from quantdesk.timeutil import require_aware
 from quantdesk.wallet.models import AccountBalance, JournalEntryRow, PostingRow
 
 DEFAULT_CURRENCY: Final = "INR"
@@ -354,14 +355,6 @@ class LedgerPage:
     next_cursor: int | None
 
 
-def _aware(ts: datetime | None, name: str) -> datetime | None:
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        raise ValidationFailed(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z).")
-    return ts.astimezone(UTC)
-
-
 async def ledger(
     db: AsyncSession,
     user_id: int,
@@ -381,9 +374,9 @@ async def ledger(
     q = select(JournalEntryRow).where(JournalEntryRow.id.in_(touching))
     if kind:
         q = q.where(JournalEntryRow.kind == kind)
-    if (s := _aware(since, "since")) is not None:
+    if (s := require_aware(since, "since")) is not None:
         q = q.where(JournalEntryRow.created_at >= s)
-    if (u := _aware(until, "until")) is not None:
+    if (u := require_aware(until, "until")) is not None:
         q = q.where(JournalEntryRow.created_at < u)
     if cursor is not None:
         q = q.where(JournalEntryRow.id < cursor)
