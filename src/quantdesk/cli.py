@@ -173,7 +173,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Start the platform: API, WebSocket, market feed, paper broker and the web UI."""
+    """Start the platform: API, WebSocket, market feed, paper broker (and the web UI once built)."""
     import uvicorn
 
     from quantdesk.api import create_app
