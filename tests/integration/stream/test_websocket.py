@@ -173,7 +173,8 @@ async def test_connection_closes_when_its_token_expires(
 async def test_a_slow_client_does_not_stall_others_and_gets_the_latest_quote(
     live_server: LiveServer, trader: AuthedUser, viewer: AuthedUser
 ) -> None:
-    async with live_server() as (url, app):
+    # An overall deadline: heartbeats (every 2 s) must not keep a receive loop alive forever.
+    async with live_server(ws_heartbeat_seconds=2.0) as (url, app), asyncio.timeout(90):
         bus, hub = app.state.qd.extras["bus"], app.state.qd.extras["hub"]
         slow = await websockets.connect(f"{url}?token={viewer.access_token}", max_queue=1)
         fast = await connect(url, trader)
