@@ -177,10 +177,13 @@ async def test_a_slow_client_does_not_stall_others_and_gets_the_latest_quote(
     async with live_server(ws_heartbeat_seconds=2.0) as (url, app), asyncio.timeout(90):
         bus, hub = app.state.qd.extras["bus"], app.state.qd.extras["hub"]
         slow = await websockets.connect(f"{url}?token={viewer.access_token}", max_queue=1)
+        assert (await recv(slow))["type"] == "welcome"
         fast = await connect(url, trader)
+        # Both subscriptions are confirmed before publishing starts: otherwise, on a loaded
+        # machine, the slow client's subscribe could land after the last quote was published.
         for ws in (slow, fast):
             await ws.send(json.dumps({"op": "subscribe", "channels": ["quotes:NSE:INFY"]}))
-        await recv_type(fast, "subscribed")
+            await recv_type(ws, "subscribed")
         last = None
         for i in range(3000):  # the slow client reads nothing meanwhile
             last = quote("NSE:INFY", f"{1000 + i * 0.05:.2f}", volume=i)
