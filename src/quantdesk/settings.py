@@ -76,6 +76,15 @@ class Settings(BaseSettings):
         default=None, gt=0, le=1, description="Cap a fill at this share of traded volume."
     )
     paper_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    paper_sweep_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often the engine checks session deadlines."
+    )
+    mis_leverage: Decimal = Field(
+        default=Decimal(5), ge=1, le=50, description="Intraday (MIS) margin = value / leverage."
+    )
+    mis_square_off_minutes: int = Field(
+        default=10, ge=0, le=120, description="Close MIS positions this long before the close."
+    )
 
     demo_admin_password: SecretStr | None = None
     demo_trader_password: SecretStr | None = None

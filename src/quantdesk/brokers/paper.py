@@ -9,6 +9,17 @@ before>``, so a fill replayed after a restart is a no-op (the OMS keys trades by
 
 Market protection: a fill beyond the worst-case price the order's hold was computed at (a
 market order chasing a runaway price) cancels the rest of the order instead.
+
+Session deadlines (``QUANTDESK_PAPER_SESSION=calendar``; the always-open session has none), checked
+every ``QUANTDESK_PAPER_SWEEP_SECONDS`` by :meth:`PaperBroker.sweep`: a DAY order expires once its
+session has closed, and from ``QUANTDESK_MIS_SQUARE_OFF_MINUTES`` before the close each open MIS
+position has its live MIS orders cancelled and is closed by a market order (client order id
+``squareoff:<date>:<symbol>:<attempt>``).
+
+Reconciliation at start: the book is the database's live orders; an IOC order found live lost
+its one chance to match while the engine was down and is cancelled, and a DAY order whose
+session closed meanwhile expires. Nothing else can be stuck: every broker event was applied in
+one transaction, so an order is either live in the book or terminal.
 """
 
 from __future__ import annotations
@@ -30,16 +41,30 @@ from quantdesk.bus.base import EventBus, Subscription
 from quantdesk.core.fills import FillModel, match, volume_delta
 from quantdesk.core.instruments import InstrumentSpec
 from quantdesk.core.market import QUOTES_CHANNEL_PREFIX, Quote
-from quantdesk.core.orders import Order, Side
+from quantdesk.core.orders import Order, OrderType, Product, Side, TimeInForce
 from quantdesk.errors import AppError
+from quantdesk.market.calendars import CalendarRangeError, exchange_of, get_calendar
 from quantdesk.market.quotes import QuoteCache
-from quantdesk.orders.models import OrderRow
-from quantdesk.orders.service import Oms, to_core
-from quantdesk.settings import Settings
+from quantdesk.observability.audit import Actor
+from quantdesk.orders.models import OrderRow, PositionRow
+from quantdesk.orders.service import Oms, PlaceRequest, to_core
+from quantdesk.settings import PaperSession, Settings
 
 log = structlog.get_logger("quantdesk.paper")
 
 ORDER_EVENTS = "user:*:orders"
+SQUARE_OFF_PREFIX = "squareoff:"
+SQUARE_OFF_ATTEMPTS = 3
+SYSTEM = Actor(None, "system:paper-engine", None, None)
+
+
+@dataclass
+class SweepReport:
+    """What one :meth:`PaperBroker.sweep` (or the start's reconciliation) did."""
+
+    expired: int = 0
+    cancelled: int = 0
+    squared_off: int = 0
 
 
 @dataclass
@@ -82,6 +107,7 @@ class PaperBroker:
         self.retry_seconds = 5.0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._subscription: AbstractAsyncContextManager[Subscription] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -94,11 +120,12 @@ class PaperBroker:
         self._task = asyncio.create_task(self._run(sub), name="paper-broker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._sweeper, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sweeper = None
         if self._subscription is not None:
             await self._subscription.__aexit__(None, None, None)
             self._subscription = None
@@ -111,7 +138,20 @@ class PaperBroker:
             except Exception as exc:  # the database is down: messages queue meanwhile
                 log.warning("paper_broker_load_failed", error=repr(exc))
                 await asyncio.sleep(self.retry_seconds)
-        log.info("paper_broker_started", orders=sum(len(b) for b in self.book.values()))
+        try:
+            report = await self.reconcile()
+        except Exception as exc:  # logged; the sweeps retry the deadlines
+            log.error("paper_broker_reconcile_failed", error=repr(exc))
+            report = SweepReport()
+        log.info(
+            "paper_broker_started",
+            orders=sum(len(b) for b in self.book.values()),
+            expired=report.expired,
+            cancelled=report.cancelled,
+            squared_off=report.squared_off,
+        )
+        if self.oms.settings.paper_session is PaperSession.CALENDAR:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="paper-sweeper")
         async for channel, message in sub:
             try:
                 await self.handle(channel, message)
@@ -158,6 +198,120 @@ class PaperBroker:
     def _drop(self, order_id: str) -> None:
         for orders in self.book.values():
             orders.pop(order_id, None)
+
+    # --- reconciliation and session deadlines ------------------------------------------------
+
+    async def reconcile(self, now: datetime | None = None) -> SweepReport:
+        """At start, after :meth:`reload`: cancel IOC orders left live (their moment passed
+        while the engine was down), then apply the session deadlines (:meth:`sweep`)."""
+        now = now or self.oms.clock()
+        report = SweepReport()
+        async with self._lock:
+            for orders in list(self.book.values()):
+                for resting in list(orders.values()):
+                    if resting.order.time_in_force is not TimeInForce.IOC:
+                        continue
+                    orders.pop(resting.order.id, None)
+                    try:
+                        await self._cancel(resting, "IOC: not matched before the engine restarted")
+                    except AppError as exc:  # ended meanwhile: nothing to reconcile
+                        log.warning(
+                            "paper_reconcile_skipped", order_id=resting.order.id, error=exc.code
+                        )
+                        continue
+                    report.cancelled += 1
+        swept = await self.sweep(now)
+        report.expired, report.squared_off = swept.expired, swept.squared_off
+        report.cancelled += swept.cancelled
+        return report
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.oms.settings.paper_sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception as exc:  # the database is down: try again next time
+                log.error("paper_sweep_failed", error=repr(exc))
+
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Expire DAY orders whose session has closed; square off MIS positions from the
+        square-off time to the close. Only on the exchange calendar's sessions."""
+        now = now or self.oms.clock()
+        report = SweepReport()
+        if self.oms.settings.paper_session is PaperSession.ALWAYS:
+            return report
+        async with self._lock:
+            for symbol, orders in list(self.book.items()):
+                last_close = _previous_close(symbol, now)
+                if last_close is None:
+                    continue
+                for resting in list(orders.values()):
+                    day_order = resting.order.time_in_force is TimeInForce.DAY
+                    if day_order and resting.accepted_at < last_close:
+                        async with self.sessions() as db:
+                            await self.oms.expire(
+                                db, resting.order.id, now, "DAY order: the session closed"
+                            )
+                        orders.pop(resting.order.id, None)
+                        report.expired += 1
+        async with self.sessions() as db:
+            positions = await self.oms.open_intraday_positions(db)
+        for position in positions:
+            cutoff = self.oms.square_off_at(position.symbol, now)
+            close = None if cutoff is None else _session_close(position.symbol, now)
+            if cutoff is None or close is None or not cutoff <= now < close:
+                continue
+            try:
+                report.squared_off += await self._square_off(position, now)
+            except AppError as exc:  # logged; the next sweep tries again
+                log.error(
+                    "paper_square_off_failed",
+                    user_id=position.user_id,
+                    symbol=position.symbol,
+                    error=exc.code,
+                )
+        if report.expired or report.squared_off:
+            log.info("paper_sweep", expired=report.expired, squared_off=report.squared_off)
+        return report
+
+    async def _square_off(self, position: PositionRow, now: datetime) -> int:
+        """Cancel the position's live MIS orders and close it at market; 0 while an earlier
+        square-off order is still working or after the last attempt."""
+        async with self.sessions() as db:
+            live = await self.oms.live_orders_of(db, position.user_id, position.symbol, Product.MIS)
+            day = get_calendar(exchange_of(position.symbol)).local_date(now)
+            prefix = f"{SQUARE_OFF_PREFIX}{day.isoformat()}:{position.symbol}:"
+            if any(o.client_order_id.startswith(prefix) for o in live):
+                return 0
+            attempt = await self.oms.count_client_ids(db, position.user_id, prefix)
+        if attempt >= SQUARE_OFF_ATTEMPTS:
+            return 0
+        for order in live:
+            async with self.sessions() as db:
+                await self.oms.cancel(
+                    db, order.id, owner_id=None, actor=SYSTEM, reason="MIS square-off"
+                )
+            self._drop(order.id)
+        request = PlaceRequest(
+            position.symbol,
+            Side.SELL if position.quantity > 0 else Side.BUY,
+            OrderType.MARKET,
+            abs(position.quantity),
+            Product.MIS,
+            TimeInForce.DAY,
+            client_order_id=f"{prefix}{attempt}",
+        )
+        async with self.sessions() as db:
+            placed = await self.oms.place(db, position.user_id, request, actor=SYSTEM, system=True)
+        await self.refresh(placed.order.id)
+        log.info(
+            "paper_square_off",
+            user_id=position.user_id,
+            symbol=position.symbol,
+            quantity=position.quantity,
+            order_id=placed.order.id,
+        )
+        return 1
 
     # --- matching -----------------------------------------------------------------------------
 
@@ -243,3 +397,18 @@ async def start_paper_broker(
     broker = PaperBroker(sessions, oms, model=fill_model(settings), seed=settings.paper_seed)
     await broker.start(bus)
     return broker
+
+
+def _previous_close(symbol: str, now: datetime) -> datetime | None:
+    try:
+        return get_calendar(exchange_of(symbol)).previous_close(now)
+    except (ValueError, CalendarRangeError):
+        return None
+
+
+def _session_close(symbol: str, now: datetime) -> datetime | None:
+    try:
+        session = get_calendar(exchange_of(symbol)).session_for(now)
+    except (ValueError, CalendarRangeError):
+        return None
+    return None if session is None else session.close

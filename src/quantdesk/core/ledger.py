@@ -5,6 +5,7 @@ Accounts are colon-separated names, owner first::
 
     user:{id}:cash            the user's available cash
     user:{id}:held            cash reserved for the user's live orders
+    user:{id}:margin          cash blocked as margin for open intraday (MIS) positions
     external:deposits         money brought in from outside (goes negative by what came in)
     external:withdrawals      money paid out
     venue:{name}:settlement   the trade counterparty of a broker or the paper venue
@@ -17,8 +18,11 @@ the balances: ``available = balance(user:cash)``, ``held = balance(user:held)``,
 available + held`` (the brief's "available = cash - held", with cash meaning the total).
 
 Cash-only ledger: securities are not in it. Shares are accounted by positions (the fold of
-fills); a trade entry moves the trade's value between the user's cash and the venue's
-settlement account. Settlement is immediate (T+1 and margin are not modelled here).
+fills). A delivery (CNC) trade entry moves the trade's value between the user's cash and the
+venue's settlement account; settlement is immediate (T+1 is not modelled). An intraday (MIS)
+trade moves no notional: opening a position blocks margin (cash -> margin, value / leverage),
+closing it unblocks its share of the margin and settles the realised P&L with the venue
+(:func:`settle_intraday`). ``total = available + held + margin``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,10 @@ __all__ = [
     "release",
     "release_for_fill",
     "settle_fill",
+    "settle_intraday",
     "user_cash",
     "user_held",
+    "user_margin",
     "venue_settlement",
     "wallet",
     "withdrawal",
@@ -72,6 +78,10 @@ def user_cash(user_id: object) -> str:
 
 def user_held(user_id: object) -> str:
     return f"user:{user_id}:held"
+
+
+def user_margin(user_id: object) -> str:
+    return f"user:{user_id}:margin"
 
 
 def venue_settlement(venue: str) -> str:
@@ -267,6 +277,44 @@ def settle_fill(
     return JournalEntry(EntryKind.TRADE, postings, memo, ref)
 
 
+def settle_intraday(
+    user_id: object,
+    currency: str,
+    *,
+    venue: str,
+    released: Decimal = _ZERO,
+    margin_in: Decimal = _ZERO,
+    margin_out: Decimal = _ZERO,
+    realised: Decimal = _ZERO,
+    ref: str,
+    memo: str = "",
+) -> JournalEntry | None:
+    """The trade entry of one intraday (MIS) fill: release ``released`` from the order's hold,
+    block ``margin_in`` for what the fill opens, unblock ``margin_out`` for what it closes, and
+    settle the gross ``realised`` P&L of the closed part with the venue (a loss, negative, is
+    paid to it). None when the fill moves no cash at all."""
+    for amount, what in ((released, "a release"), (margin_in, "margin"), (margin_out, "margin")):
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
+            raise InvalidInput(ErrorCode.LEDGER_BAD_AMOUNT, f"{what} cannot be negative")
+    if not isinstance(realised, Decimal) or not realised.is_finite():
+        raise InvalidInput(ErrorCode.LEDGER_BAD_AMOUNT, "realised P&L must be a finite decimal")
+    cash, margin = user_cash(user_id), user_margin(user_id)
+    settlement = venue_settlement(venue)
+    postings = (
+        _transfer(user_held(user_id), cash, currency, released)
+        + _transfer(cash, margin, currency, margin_in)
+        + _transfer(margin, cash, currency, margin_out)
+        + (
+            _transfer(settlement, cash, currency, realised)
+            if realised > 0
+            else _transfer(cash, settlement, currency, -realised)
+        )
+    )
+    if not postings:
+        return None
+    return JournalEntry(EntryKind.TRADE, postings, memo, ref)
+
+
 def charges(
     user_id: object, components: Mapping[str, Decimal], currency: str, *, ref: str
 ) -> list[JournalEntry]:
@@ -313,10 +361,11 @@ def balances(
 class WalletBalance:
     available: Decimal
     held: Decimal
+    margin: Decimal = _ZERO
 
     @property
     def total(self) -> Decimal:
-        return self.available + self.held
+        return self.available + self.held + self.margin
 
 
 def wallet(
@@ -326,4 +375,5 @@ def wallet(
     return WalletBalance(
         available=balances.get((user_cash(user_id), currency), _ZERO),
         held=balances.get((user_held(user_id), currency), _ZERO),
+        margin=balances.get((user_margin(user_id), currency), _ZERO),
     )

@@ -100,14 +100,18 @@ class TradeRow(Base):
 
 
 class PositionRow(Base):
-    """A net position per user and symbol: the fold of its trades (core.positions)."""
+    """A net position per user, symbol and product (CNC delivery and MIS intraday are apart,
+    as at a broker): the fold of its trades (core.positions). ``margin`` is what an MIS
+    position blocks in the user's margin account (zero for CNC)."""
 
     __tablename__ = "positions"
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product: Mapped[str] = mapped_column(String(8), primary_key=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
     open_cost: Mapped[Decimal] = mapped_column(ExactDecimal)
     realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)
     fees: Mapped[Decimal] = mapped_column(Money)
+    margin: Mapped[Decimal] = mapped_column(Money)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

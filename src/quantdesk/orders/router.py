@@ -215,12 +215,14 @@ async def list_trades(
     response_model=list[PositionOut],
     responses=error_responses(401, 403, 422),
     summary="Your positions, marked to the latest quote",
-    description="Average price and realised P&L from the fold of the trades; unrealised P&L "
-    "at the latest quote (the instrument's last close without one). P&L is gross of fees; "
-    "closed positions (quantity 0) stay listed with their realised P&L.",
+    description="One per symbol and product (CNC delivery and MIS intraday apart). Average "
+    "price and realised P&L from the fold of the trades; unrealised P&L at the latest quote (the "
+    "instrument's last close without one); day P&L = today's change in value, the quantity "
+    "carried in valued at the last close. P&L is gross of fees; margin is what an MIS position "
+    "blocks; closed positions (quantity 0) stay listed with their realised P&L.",
 )
 async def list_positions(
     db: SessionDep, user: CurrentUser, oms: OmsDep, user_id: OtherUserId = None
 ) -> list[PositionOut]:
-    rows = await oms.positions(db, _whose(user, user_id))
-    return [PositionOut.of(row, mark) for row, mark in rows]
+    views = await oms.positions(db, _whose(user, user_id))
+    return [PositionOut.of(v.row, v.mark, v.day_pnl) for v in views]

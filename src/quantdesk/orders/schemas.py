@@ -203,6 +203,7 @@ _PNL_PLACES = Decimal("0.01")
 class PositionOut(BaseModel):
     user_id: int
     symbol: str
+    product: str = Field(description="CNC (delivery) or MIS (intraday)")
     quantity: int = Field(description="Signed: negative is short")
     average_price: str | None
     realised_pnl: str = Field(description="Gross of fees")
@@ -210,16 +211,22 @@ class PositionOut(BaseModel):
     net_realised_pnl: str
     last_price: str | None = Field(description="Mark: the latest quote (or last close)")
     unrealised_pnl: str | None
+    day_pnl: str | None = Field(
+        description="Today's P&L, gross of fees: the change in value since the last close "
+        "(null in live updates and without a mark)"
+    )
+    margin: str = Field(description="Margin blocked for an open MIS position")
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: PositionRow, mark: Decimal | None) -> PositionOut:
+    def of(cls, row: PositionRow, mark: Decimal | None, day: Decimal | None) -> PositionOut:
         p = Position(row.symbol, row.quantity, row.open_cost, row.realised_pnl, row.fees)
         avg = p.average_price
         unrealised = None if mark is None else p.unrealised_pnl(mark).quantize(_PNL_PLACES)
         return cls(
             user_id=row.user_id,
             symbol=row.symbol,
+            product=row.product,
             quantity=row.quantity,
             average_price=price_str(None if avg is None else avg.quantize(Decimal("0.0001"))),
             realised_pnl=money_str(p.realised_pnl.quantize(_PNL_PLACES), "INR"),
@@ -227,5 +234,7 @@ class PositionOut(BaseModel):
             net_realised_pnl=money_str(p.net_realised_pnl.quantize(_PNL_PLACES), "INR"),
             last_price=price_str(mark),
             unrealised_pnl=price_str(unrealised),
+            day_pnl=None if day is None else money_str(day.quantize(_PNL_PLACES), "INR"),
+            margin=money_str(row.margin, "INR"),
             updated_at=row.updated_at,
         )

@@ -19,8 +19,8 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ from quantdesk.bus.base import EventBus
 from quantdesk.core import ledger
 from quantdesk.core import orders as core
 from quantdesk.core.charges import (
+    PAISA,
     Charges,
     ChargesCalculator,
     ChargesError,
@@ -46,7 +47,7 @@ from quantdesk.core.charges import (
 from quantdesk.core.errors import DomainError
 from quantdesk.core.instruments import InstrumentRef, InstrumentSpec, InvalidInstrumentRef
 from quantdesk.core.orders import Order, OrderStatus, OrderType, Product, Side, TimeInForce
-from quantdesk.core.positions import Fill, Position
+from quantdesk.core.positions import Fill, Position, day_pnl
 from quantdesk.errors import AppError, Conflict, NotFound, ValidationFailed
 from quantdesk.market.calendars import CalendarRangeError, exchange_of, get_calendar
 from quantdesk.market.models import Instrument
@@ -100,6 +101,13 @@ class ModifyRequest:
 class Placed:
     order: OrderRow
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    row: PositionRow
+    mark: Decimal | None
+    day_pnl: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +250,20 @@ class Oms:
     # --- placing ------------------------------------------------------------------------------
 
     async def place(
-        self, db: AsyncSession, user_id: int, req: PlaceRequest, *, actor: audit.Actor | None
+        self,
+        db: AsyncSession,
+        user_id: int,
+        req: PlaceRequest,
+        *,
+        actor: audit.Actor | None,
+        system: bool = False,
     ) -> Placed:
-        """Validate, reserve the worst-case cost and charges, store the order OPEN; commits.
+        """Validate, reserve the worst-case cost (or MIS margin) and charges, store the order
+        OPEN; commits.
 
         A ``client_order_id`` already used by this user returns that order (``created`` False).
+        ``system`` is the platform's own order (the MIS square-off): it skips the session
+        checks and holds what the account has, up to what the order needs, instead of refusing.
         """
         now = self.clock()
         coid = req.client_order_id or uuid.uuid4().hex
@@ -271,7 +288,10 @@ class Oms:
             core.validate_order(order, market.spec, reference_price=market.price)
         except DomainError as exc:
             raise _as_app_error(exc) from exc
-        self._check_session(market.symbol, now)
+        if not system:
+            self._check_session(market.symbol, now)
+            if order.product is Product.MIS:
+                self._check_mis_cutoff(market.symbol, now)
         hold_price, amount = self._requirement(order, market, now)
         currency = market.spec.currency
         try:
@@ -282,6 +302,8 @@ class Oms:
                 return Placed(await self._by_client_id_or_fail(db, user_id, coid), False)
             if order.product is Product.CNC and order.side is Side.SELL:
                 core.check_holdings(order, await self._free_holdings(db, user_id, order.symbol))
+            if system:
+                amount = min(amount, max(wallet.available, _ZERO))
             self._check_funds(amount, wallet.available, currency)
             accepted, event = core.accept(order, at=now)
             row = OrderRow(
@@ -359,6 +381,34 @@ class Oms:
                 details={"symbol": symbol, "at": now.isoformat()},
             )
 
+    def square_off_at(self, symbol: str, now: datetime) -> datetime | None:
+        """When the MIS square-off of ``symbol``'s session at ``now`` starts (None: no session
+        today, or the always-open paper session, which never closes)."""
+        if self.settings.paper_session is PaperSession.ALWAYS:
+            return None
+        try:
+            session = get_calendar(exchange_of(symbol)).session_for(now)
+        except (ValueError, CalendarRangeError):
+            return None
+        if session is None:
+            return None
+        return session.close - timedelta(minutes=self.settings.mis_square_off_minutes)
+
+    def _check_mis_cutoff(self, symbol: str, now: datetime) -> None:
+        cutoff = self.square_off_at(symbol, now)
+        if cutoff is not None and now >= cutoff:
+            raise Conflict(
+                "Intraday (MIS) orders are closed: open MIS positions are being squared off "
+                "before the close.",
+                code="ORDER_MIS_CUTOFF",
+                details={"symbol": symbol, "square_off_at": cutoff.isoformat()},
+            )
+
+    def margin(self, value: Decimal) -> Decimal:
+        """The margin an intraday position of ``value`` blocks: value / leverage, rounded up to
+        the paisa."""
+        return (value / self.settings.mis_leverage).quantize(PAISA, ROUND_CEILING)
+
     @staticmethod
     def _check_funds(amount: Decimal, available: Decimal, currency: str) -> None:
         if amount <= available:
@@ -400,9 +450,11 @@ class Oms:
             raise ValidationFailed(str(exc), code=exc.code) from exc
 
     def _requirement(self, order: Order, market: _Market, now: datetime) -> tuple[Decimal, Decimal]:
-        """(worst-case price, what to hold for the unfilled rest): a buy's worst-case cost plus
-        the charges the rest would add; a sell holds only its charges (the proceeds pay for
-        them; margin for MIS shorts is not modelled yet)."""
+        """(worst-case price, what to hold for the unfilled rest) plus the charges the rest would
+        add: a CNC buy holds its worst-case cost, a CNC sell its charges and the day's DP charge
+        (the proceeds come after), an MIS order, either side, the margin of its worst-case
+        value. (An MIS order that closes a position holds margin too: with the margin it
+        unblocks, that covers a closing loss of up to twice the margin per share.)"""
         reference = market.price if market.price is not None else order.limit_price
         if reference is None:
             raise Conflict(
@@ -426,8 +478,20 @@ class Oms:
                 )
             except ChargesError as exc:
                 raise ValidationFailed(str(exc), code=exc.code) from exc
-        cost = worst * remaining if order.side is Side.BUY else _ZERO
+        if order.product is Product.MIS:
+            cost = self.margin(worst * remaining)
+        elif order.side is Side.BUY:
+            cost = worst * remaining
+        else:
+            cost = self.dp_charge(order, day) if executed is not None else _ZERO
         return worst, cost + extra
+
+    def dp_charge(self, order: Order, day: date) -> Decimal:
+        """The DP charge a CNC sell may incur on ``day`` (per scrip per day, GST included)."""
+        try:
+            return self.calculator.dp_charges(day).total
+        except ChargesError as exc:
+            raise ValidationFailed(str(exc), code=exc.code) from exc
 
     # --- cancel and modify --------------------------------------------------------------------
 
@@ -442,10 +506,26 @@ class Oms:
     ) -> OrderRow:
         """Cancel a live order and release all it still holds; commits. ``owner_id`` None: any
         user's order (admin, the broker)."""
-        now = self.clock()
+        return await self._end(db, order_id, owner_id, actor, reason, core.cancel, self.clock())
+
+    async def expire(self, db: AsyncSession, order_id: str, at: datetime, reason: str) -> OrderRow:
+        """End a live order whose validity is over (a DAY order after its session's close) and
+        release all it still holds; commits."""
+        return await self._end(db, order_id, None, None, reason, core.expire, at)
+
+    async def _end(
+        self,
+        db: AsyncSession,
+        order_id: str,
+        owner_id: int | None,
+        actor: audit.Actor | None,
+        reason: str,
+        transition: Callable[..., tuple[Order, core.OrderEvent]],
+        now: datetime,
+    ) -> OrderRow:
         try:
             row = await self._locked(db, order_id, owner_id)
-            new, event = core.cancel(to_core(row), at=now, reason=reason)
+            new, event = transition(to_core(row), at=now, reason=reason)
             if row.held_amount > 0:
                 entry = ledger.release(
                     row.user_id,
@@ -570,7 +650,8 @@ class Oms:
     ) -> Applied:
         """Apply one broker fill in ONE transaction: order and its event, the trade, the
         position, the trade entry (releasing the hold for what the fill spent) and one entry
-        per charge component (the order's cumulative charges minus those already posted).
+        per charge component (the order's cumulative charges minus those already posted, plus
+        the DP charge on a scrip's first delivery sell of the day).
         A ``broker_trade_id`` seen before changes nothing (``applied`` False); commits."""
         try:
             row = await self._locked(db, order_id, None)
@@ -582,11 +663,35 @@ class Oms:
             new, event = core.fill(old, quantity, price, broker_trade_id, at=at)
             day = trade_date(at)
             fees = self.order_charges(new, day) - self.order_charges(old, day)
-            value = price * quantity
-            spent = fees.total + (value if old.side is Side.BUY else _ZERO)
-            released = ledger.release_for_fill(row.held_amount, spent, last=not new.is_live)
-            entries = [
-                ledger.settle_fill(
+            first_delivery_sell = (
+                old.product is Product.CNC
+                and old.side is Side.SELL
+                and not await self._sold_delivery_today(db, row.user_id, row.symbol, at)
+            )
+            if first_delivery_sell:
+                fees = fees + self.calculator.dp_charges(day)
+            position = await self._locked_position(db, row.user_id, row.symbol, row.product, at)
+            before = Position(
+                row.symbol,
+                position.quantity,
+                position.open_cost,
+                position.realised_pnl,
+                position.fees,
+            )
+            folded = before.apply(
+                Fill(row.symbol, old.side, quantity, price, fees.total, broker_trade_id)
+            )
+            last = not new.is_live
+            memo = f"{old.side.lower()} {quantity} {row.symbol} @ {price} ({broker_trade_id})"
+            if old.product is Product.MIS:
+                trade_entry, margin = self._intraday_entry(
+                    row, before, folded, quantity, price, fees.total, position.margin, last, memo
+                )
+            else:
+                value = price * quantity
+                spent = fees.total + (value if old.side is Side.BUY else _ZERO)
+                released = ledger.release_for_fill(row.held_amount, spent, last=last)
+                trade_entry = ledger.settle_fill(
                     row.user_id,
                     old.side,
                     quantity,
@@ -595,19 +700,22 @@ class Oms:
                     venue=VENUE,
                     released=released,
                     ref=row.id,
-                    memo=f"{old.side.lower()} {quantity} {row.symbol} @ {price} "
-                    f"({broker_trade_id})",
-                ),
+                    memo=memo,
+                )
+                margin = position.margin
+            entries = [
+                *([] if trade_entry is None else [trade_entry]),
                 *ledger.charges(row.user_id, fees.as_dict(), row.currency, ref=row.id),
             ]
-            position = await self._locked_position(db, row.user_id, row.symbol, at)
-            folded = Position(
-                row.symbol,
-                position.quantity,
-                position.open_cost,
-                position.realised_pnl,
-                position.fees,
-            ).apply(Fill(row.symbol, old.side, quantity, price, fees.total, broker_trade_id))
+            held_change = sum(
+                (
+                    p.amount
+                    for e in entries
+                    for p in e.postings
+                    if p.account == ledger.user_held(row.user_id)
+                ),
+                _ZERO,
+            )
             await wallet_service.post_many(db, entries, at=at)
             trade = TradeRow(
                 id=uuid.uuid4().hex,
@@ -626,9 +734,9 @@ class Oms:
             db.add(trade)
             position.quantity, position.open_cost = folded.quantity, folded.open_cost
             position.realised_pnl, position.fees = folded.realised_pnl, folded.fees
-            position.updated_at = at
+            position.margin, position.updated_at = margin, at
             row.status, row.filled_quantity = new.status.value, new.filled_quantity
-            row.filled_value, row.held_amount = new.filled_value, row.held_amount - released
+            row.filled_value, row.held_amount = new.filled_value, row.held_amount + held_change
             row.updated_at = at
             db.add(_event_row(event))
             await db.flush()
@@ -646,6 +754,48 @@ class Oms:
             raise
         await self.publish(db, row.user_id, order=row, trade=trade, position=position, wallet=True)
         return Applied(True, new, trade)
+
+    def _intraday_entry(
+        self,
+        row: OrderRow,
+        before: Position,
+        after: Position,
+        quantity: int,
+        price: Decimal,
+        fees: Decimal,
+        margin: Decimal,
+        last: bool,
+        memo: str,
+    ) -> tuple[ledger.JournalEntry | None, Decimal]:
+        """The trade entry of an MIS fill and the position's margin after it: the part that
+        closes unblocks its share of the margin and settles its realised P&L (to the paisa);
+        the part that opens blocks value / leverage. The hold releases what the fill needs in
+        cash (never more than it still holds; the last fill releases the rest)."""
+        closing = before.quantity != 0 and (before.quantity > 0) != (row.side == Side.BUY.value)
+        closed = min(quantity, abs(before.quantity)) if closing else 0
+        opened = quantity - closed
+        if closed == 0:
+            margin_out = _ZERO
+        elif closed == abs(before.quantity):
+            margin_out = margin
+        else:
+            margin_out = (margin * closed / abs(before.quantity)).quantize(PAISA, ROUND_DOWN)
+        margin_in = self.margin(price * opened) if opened else _ZERO
+        realised = (after.realised_pnl - before.realised_pnl).quantize(PAISA, ROUND_HALF_EVEN)
+        need = margin_in + fees - margin_out - realised
+        released = ledger.release_for_fill(row.held_amount, max(need, _ZERO), last=last)
+        entry = ledger.settle_intraday(
+            row.user_id,
+            row.currency,
+            venue=VENUE,
+            released=released,
+            margin_in=margin_in,
+            margin_out=margin_out,
+            realised=realised,
+            ref=row.id,
+            memo=memo,
+        )
+        return entry, margin - margin_out + margin_in
 
     async def trigger(self, db: AsyncSession, order_id: str, at: datetime) -> Order:
         """Record that a stop order's stop price traded; commits."""
@@ -714,14 +864,79 @@ class Oms:
         rows = list((await db.execute(q)).scalars())
         return _page(rows, limit, lambda r: (r.at, r.id))
 
-    async def positions(
-        self, db: AsyncSession, user_id: int
-    ) -> list[tuple[PositionRow, Decimal | None]]:
-        """A user's positions with their marks: the latest quote, else the last close."""
-        q = select(PositionRow).where(PositionRow.user_id == user_id).order_by(PositionRow.symbol)
+    async def positions(self, db: AsyncSession, user_id: int) -> list[PositionView]:
+        """A user's positions with their marks (the latest quote, else the last close) and day
+        P&L: today's (India) change in value, the quantity carried in valued at the
+        instrument's last close."""
+        q = (
+            select(PositionRow)
+            .where(PositionRow.user_id == user_id)
+            .order_by(PositionRow.symbol, PositionRow.product)
+        )
         rows = list((await db.execute(q)).scalars())
-        marks = await self._marks(db, [r.symbol for r in rows])
-        return [(r, marks.get(r.symbol)) for r in rows]
+        if not rows:
+            return []
+        symbols = sorted({r.symbol for r in rows})
+        marks = await self._marks(db, symbols)
+        closes = await self._last_closes(db, symbols)
+        start = datetime.combine(trade_date(self.clock()), datetime.min.time(), _IST)
+        today: dict[tuple[str, str], list[Fill]] = {}
+        trades = await db.execute(
+            select(TradeRow)
+            .where(TradeRow.user_id == user_id, TradeRow.at >= start.astimezone(UTC))
+            .order_by(TradeRow.at, TradeRow.id)
+        )
+        for t in trades.scalars():
+            today.setdefault((t.symbol, t.product), []).append(
+                Fill(t.symbol, Side(t.side), t.quantity, t.price, t.fees, t.broker_trade_id)
+            )
+        views = []
+        for r in rows:
+            fills = today.get((r.symbol, r.product), [])
+            opening = r.quantity - sum(f.signed_quantity for f in fills)
+            mark, close = marks.get(r.symbol), closes.get(r.symbol)
+            pnl = None
+            if mark is not None and (opening == 0 or close is not None):
+                pnl = day_pnl(opening, fills, close or _ZERO, mark)
+            views.append(PositionView(r, mark, pnl))
+        return views
+
+    async def _last_closes(self, db: AsyncSession, symbols: Sequence[str]) -> dict[str, Decimal]:
+        keys = [(r.exchange, r.symbol) for r in map(InstrumentRef.parse, symbols)]
+        q = select(Instrument).where(tuple_(Instrument.exchange, Instrument.symbol).in_(keys))
+        return {
+            str(i.ref): i.last_price
+            for i in (await db.execute(q)).scalars()
+            if i.last_price is not None
+        }
+
+    async def open_intraday_positions(self, db: AsyncSession) -> list[PositionRow]:
+        """Every MIS position not flat (what the square-off closes)."""
+        q = (
+            select(PositionRow)
+            .where(PositionRow.product == Product.MIS.value, PositionRow.quantity != 0)
+            .order_by(PositionRow.user_id, PositionRow.symbol)
+        )
+        return list((await db.execute(q)).scalars())
+
+    async def live_orders_of(
+        self, db: AsyncSession, user_id: int, symbol: str, product: Product
+    ) -> list[OrderRow]:
+        q = select(OrderRow).where(
+            OrderRow.user_id == user_id,
+            OrderRow.symbol == symbol,
+            OrderRow.product == product.value,
+            OrderRow.status.in_(_LIVE),
+        )
+        return list((await db.execute(q)).scalars())
+
+    async def count_client_ids(self, db: AsyncSession, user_id: int, prefix: str) -> int:
+        """How many of the user's orders have a ``client_order_id`` starting with ``prefix``."""
+        q = select(func.count()).where(
+            OrderRow.user_id == user_id,
+            OrderRow.client_order_id.startswith(prefix, autoescape=True),
+        )
+        return int((await db.execute(q)).scalar_one())
 
     async def open_orders(self, db: AsyncSession) -> list[OrderRow]:
         """Every live order (the paper broker's book at start)."""
@@ -757,7 +972,7 @@ class Oms:
                 messages.append((user_channel(user_id, "trades"), {"type": "trade", **body}))
             if position is not None:
                 mark = (await self._marks(db, [position.symbol])).get(position.symbol)
-                body = PositionOut.of(position, mark).model_dump(mode="json")
+                body = PositionOut.of(position, mark, None).model_dump(mode="json")
                 messages.append((user_channel(user_id, "positions"), {"type": "position", **body}))
             if wallet:
                 body = WalletOut.of(user_id, await wallet_service.wallet(db, user_id)).model_dump(
@@ -832,12 +1047,28 @@ class Oms:
         )
         return await self._get(db, order_id, owner_id)
 
+    async def _sold_delivery_today(
+        self, db: AsyncSession, user_id: int, symbol: str, at: datetime
+    ) -> bool:
+        """Whether a delivery sell of ``symbol`` already traded on ``at``'s (India) day: the DP
+        charge is per scrip per day."""
+        start = datetime.combine(trade_date(at), datetime.min.time(), _IST).astimezone(UTC)
+        q = select(func.count()).where(
+            TradeRow.user_id == user_id,
+            TradeRow.symbol == symbol,
+            TradeRow.product == Product.CNC.value,
+            TradeRow.side == Side.SELL.value,
+            TradeRow.at >= start,
+            TradeRow.at < start + timedelta(days=1),
+        )
+        return bool((await db.execute(q)).scalar_one())
+
     async def _trade_exists(self, db: AsyncSession, broker_trade_id: str) -> bool:
         q = select(func.count()).where(TradeRow.broker_trade_id == broker_trade_id)
         return bool((await db.execute(q)).scalar_one())
 
     async def _locked_position(
-        self, db: AsyncSession, user_id: int, symbol: str, at: datetime
+        self, db: AsyncSession, user_id: int, symbol: str, product: str, at: datetime
     ) -> PositionRow:
         insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
         await db.execute(
@@ -845,17 +1076,23 @@ class Oms:
             .values(
                 user_id=user_id,
                 symbol=symbol,
+                product=product,
                 quantity=0,
                 open_cost=_ZERO,
                 realised_pnl=_ZERO,
                 fees=_ZERO,
+                margin=_ZERO,
                 updated_at=at,
             )
             .on_conflict_do_nothing()
         )
         q = (
             select(PositionRow)
-            .where(PositionRow.user_id == user_id, PositionRow.symbol == symbol)
+            .where(
+                PositionRow.user_id == user_id,
+                PositionRow.symbol == symbol,
+                PositionRow.product == product,
+            )
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -866,7 +1103,9 @@ class Oms:
         already cover."""
         pos = await db.execute(
             select(PositionRow.quantity).where(
-                PositionRow.user_id == user_id, PositionRow.symbol == symbol
+                PositionRow.user_id == user_id,
+                PositionRow.symbol == symbol,
+                PositionRow.product == Product.CNC.value,
             )
         )
         held = max(pos.scalar_one_or_none() or 0, 0)

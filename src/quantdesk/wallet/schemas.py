@@ -46,6 +46,7 @@ class MovementIn(BaseModel):
 class BalanceOut(BaseModel):
     available: str
     held: str
+    margin: str
     total: str
 
     @classmethod
@@ -53,6 +54,7 @@ class BalanceOut(BaseModel):
         return cls(
             available=money_str(b.available, currency),
             held=money_str(b.held, currency),
+            margin=money_str(b.margin, currency),
             total=money_str(b.total, currency),
         )
 
@@ -61,7 +63,8 @@ class WalletOut(BaseModel):
     user_id: int
     balances: dict[str, BalanceOut] = Field(
         description="Per currency (INR always present): available = cash free to use, held = "
-        "reserved for live orders, total = available + held."
+        "reserved for live orders, margin = blocked for open intraday (MIS) positions, total = "
+        "available + held + margin."
     )
 
     @classmethod

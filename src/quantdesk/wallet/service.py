@@ -321,9 +321,9 @@ async def post_many(
 
 async def wallet(db: AsyncSession, user_id: int) -> dict[str, core.WalletBalance]:
     """A user's wallet per currency (the default currency always present)."""
-    cash, held = core.user_cash(user_id), core.user_held(user_id)
+    accounts = [core.user_cash(user_id), core.user_held(user_id), core.user_margin(user_id)]
     q = select(AccountBalance.account, AccountBalance.currency, AccountBalance.balance).where(
-        AccountBalance.account.in_([cash, held])
+        AccountBalance.account.in_(accounts)
     )
     rows = (await db.execute(q)).all()
     balances = {(a, c): b for a, c, b in rows}
@@ -365,11 +365,13 @@ async def ledger(
     cursor: int | None = None,
     limit: int = 50,
 ) -> LedgerPage:
-    """The entries touching a user's cash or held accounts, newest first, with all their
+    """The entries touching a user's cash, held or margin accounts, newest first, with all their
     postings. Keyset pagination: pass the previous page's ``next_cursor``; ``since`` is
     inclusive, ``until`` exclusive."""
     touching = select(PostingRow.entry_id).where(
-        PostingRow.account.in_([core.user_cash(user_id), core.user_held(user_id)])
+        PostingRow.account.in_(
+            [core.user_cash(user_id), core.user_held(user_id), core.user_margin(user_id)]
+        )
     )
     q = select(JournalEntryRow).where(JournalEntryRow.id.in_(touching))
     if kind:

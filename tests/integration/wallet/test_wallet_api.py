@@ -38,6 +38,7 @@ async def test_deposit_shows_in_the_wallet_and_the_ledger_with_its_postings(
     assert body["wallet"]["balances"]["INR"] == {
         "available": "2500.50",
         "held": "0.00",
+        "margin": "0.00",
         "total": "2500.50",
     }
 
@@ -45,7 +46,9 @@ async def test_deposit_shows_in_the_wallet_and_the_ledger_with_its_postings(
     assert w.status_code == 200, w.text
     assert w.json() == {
         "user_id": trader.id,
-        "balances": {"INR": {"available": "2500.50", "held": "0.00", "total": "2500.50"}},
+        "balances": {
+            "INR": {"available": "2500.50", "held": "0.00", "margin": "0.00", "total": "2500.50"}
+        },
     }
 
     page = (await client.get(LEDGER, headers=trader.headers)).json()

@@ -95,12 +95,14 @@ def upgrade() -> None:
         "positions",
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("symbol", sa.String(64), nullable=False),
+        sa.Column("product", sa.String(8), nullable=False),
         sa.Column("quantity", sa.BigInteger(), nullable=False),
         sa.Column("open_cost", ExactDecimal(), nullable=False),
         sa.Column("realised_pnl", ExactDecimal(), nullable=False),
         sa.Column("fees", Money(), nullable=False),
+        sa.Column("margin", Money(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("user_id", "symbol", name=op.f("pk_positions")),
+        sa.PrimaryKeyConstraint("user_id", "symbol", "product", name=op.f("pk_positions")),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_positions_user_id_users")),
     )
 
