@@ -8,7 +8,9 @@ through the OMS (trigger, fills, an IOC's cancel). Paper trade ids are ``paper:<
 before>``, so a fill replayed after a restart is a no-op (the OMS keys trades by them).
 
 Market protection: a fill beyond the worst-case price the order's hold was computed at (a
-market order chasing a runaway price) cancels the rest of the order instead.
+market order chasing a runaway price) cancels the rest of the order instead, and so does a fill
+the account cannot pay for (an MIS order placed to close a position that other orders closed
+first, now opening one without the margin held).
 
 Session deadlines (``QUANTDESK_PAPER_SESSION=calendar``; the always-open session has none), checked
 every ``QUANTDESK_PAPER_SWEEP_SECONDS`` by :meth:`PaperBroker.sweep`: a DAY order expires once its
@@ -49,6 +51,7 @@ from quantdesk.observability.audit import Actor
 from quantdesk.orders.models import OrderRow, PositionRow
 from quantdesk.orders.service import Oms, PlaceRequest, to_core
 from quantdesk.settings import PaperSession, Settings
+from quantdesk.wallet.service import InsufficientFunds
 
 log = structlog.get_logger("quantdesk.paper")
 
@@ -356,15 +359,21 @@ class PaperBroker:
             if not self._protected(resting, proposed.price):
                 await self._cancel(resting, "market protection: price beyond the held worst case")
                 return applied
-            async with self.sessions() as db:
-                result = await self.oms.apply_fill(
-                    db,
-                    order.id,
-                    proposed.quantity,
-                    proposed.price,
-                    paper_trade_id(resting.order),
-                    quote.ts,
-                )
+            try:
+                async with self.sessions() as db:
+                    result = await self.oms.apply_fill(
+                        db,
+                        order.id,
+                        proposed.quantity,
+                        proposed.price,
+                        paper_trade_id(resting.order),
+                        quote.ts,
+                    )
+            except InsufficientFunds:
+                # The hold no longer covers the fill (an MIS order's position changed since it
+                # was placed): the venue refuses the trade rather than overdraw the account.
+                await self._cancel(resting, "margin shortfall: the fill is not covered by funds")
+                return applied
             resting.order = result.order
             applied += int(result.applied)
         if m.cancel_remainder and resting.order.is_live:

@@ -104,6 +104,16 @@ class Placed:
 
 
 @dataclass(frozen=True, slots=True)
+class Closable:
+    """What an MIS order would close of the opposite position: quantity, its average price and
+    the margin it blocks per share."""
+
+    quantity: int
+    average: Decimal
+    margin_per_share: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class PositionView:
     row: PositionRow
     mark: Decimal | None
@@ -292,10 +302,14 @@ class Oms:
             self._check_session(market.symbol, now)
             if order.product is Product.MIS:
                 self._check_mis_cutoff(market.symbol, now)
-        hold_price, amount = self._requirement(order, market, now)
+        if order.product is not Product.MIS:
+            hold_price, amount = self._requirement(order, market, now)  # fail before locking
         currency = market.spec.currency
         try:
             wallet = await wallet_service.lock_wallet(db, user_id, currency)
+            if order.product is Product.MIS:
+                closable = await self._closable(db, user_id, order, None)
+                hold_price, amount = self._requirement(order, market, now, closable)
             # After the lock: a concurrent request with the same id has committed by now.
             if await self._by_client_id(db, user_id, coid) is not None:
                 await db.rollback()
@@ -449,12 +463,15 @@ class Oms:
         except ChargesError as exc:
             raise ValidationFailed(str(exc), code=exc.code) from exc
 
-    def _requirement(self, order: Order, market: _Market, now: datetime) -> tuple[Decimal, Decimal]:
+    def _requirement(
+        self, order: Order, market: _Market, now: datetime, closable: Closable | None = None
+    ) -> tuple[Decimal, Decimal]:
         """(worst-case price, what to hold for the unfilled rest) plus the charges the rest would
         add: a CNC buy holds its worst-case cost, a CNC sell its charges and the day's DP charge
-        (the proceeds come after), an MIS order, either side, the margin of its worst-case
-        value. (An MIS order that closes a position holds margin too: with the margin it
-        unblocks, that covers a closing loss of up to twice the margin per share.)"""
+        (the proceeds come after). An MIS order holds the margin of the worst-case value of
+        what it would open, and for what it would close (``closable``: the opposite MIS
+        position not already covered by other live orders) the worst-case loss beyond the
+        margin that closing unblocks."""
         reference = market.price if market.price is not None else order.limit_price
         if reference is None:
             raise Conflict(
@@ -479,12 +496,54 @@ class Oms:
             except ChargesError as exc:
                 raise ValidationFailed(str(exc), code=exc.code) from exc
         if order.product is Product.MIS:
-            cost = self.margin(worst * remaining)
+            closing = min(remaining, closable.quantity) if closable is not None else 0
+            cost = self.margin(worst * (remaining - closing))
+            if closing and closable is not None:
+                per_share = (
+                    worst - closable.average
+                    if order.side is Side.BUY
+                    else (closable.average - worst)
+                )
+                shortfall = (per_share - closable.margin_per_share) * closing
+                cost += max(_ZERO, shortfall).quantize(PAISA, ROUND_CEILING)
         elif order.side is Side.BUY:
             cost = worst * remaining
         else:
             cost = self.dp_charge(order, day) if executed is not None else _ZERO
         return worst, cost + extra
+
+    async def _closable(
+        self, db: AsyncSession, user_id: int, order: Order, exclude: str | None
+    ) -> Closable | None:
+        """The part of the user's MIS position in ``order``'s symbol that ``order`` would close:
+        the opposite position less what other live MIS orders on the same side already cover."""
+        pos = (
+            await db.execute(
+                select(PositionRow).where(
+                    PositionRow.user_id == user_id,
+                    PositionRow.symbol == order.symbol,
+                    PositionRow.product == Product.MIS.value,
+                )
+            )
+        ).scalar_one_or_none()
+        if pos is None or pos.quantity == 0 or (pos.quantity > 0) == (order.side is Side.BUY):
+            return None
+        q = select(func.coalesce(func.sum(OrderRow.quantity - OrderRow.filled_quantity), 0)).where(
+            OrderRow.user_id == user_id,
+            OrderRow.symbol == order.symbol,
+            OrderRow.product == Product.MIS.value,
+            OrderRow.side == order.side.value,
+            OrderRow.status.in_(_LIVE),
+        )
+        if exclude is not None:
+            q = q.where(OrderRow.id != exclude)
+        covered = int((await db.execute(q)).scalar_one())
+        open_qty = abs(pos.quantity)
+        return Closable(
+            max(0, open_qty - covered),
+            pos.open_cost / pos.quantity,
+            pos.margin / open_qty,
+        )
 
     def dp_charge(self, order: Order, day: date) -> Decimal:
         """The DP charge a CNC sell may incur on ``day`` (per scrip per day, GST included)."""
@@ -591,7 +650,12 @@ class Oms:
                     dataclasses.replace(new, quantity=new.remaining_quantity),
                     free + old.remaining_quantity,
                 )
-            hold_price, need = self._requirement(new, market, now)
+            closable = (
+                await self._closable(db, row.user_id, new, row.id)
+                if new.product is Product.MIS
+                else None
+            )
+            hold_price, need = self._requirement(new, market, now, closable)
             delta = need - row.held_amount
             if delta > 0:
                 wallet = await wallet_service.lock_wallet(db, row.user_id, row.currency)
