@@ -1,6 +1,6 @@
 """Orders per second end to end over HTTP on PostgreSQL, beside pgbench on the same machine.
 
-    .venv/bin/python bench/bench_orders.py [--orders 3000] [--concurrency 32] [--users 8]
+    .venv/bin/python bench/bench_orders.py [--orders 1000] [--concurrency 32] [--users 8]
         [--feed-interval 0.02] [--pgbench-seconds 15] [--pgbench-scale 10]
         [--profile server.prof] [--json]
 
@@ -69,6 +69,7 @@ SYMBOL = "NSE:INFY"
 TERMINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "EXPIRED"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 QD = [sys.executable, "-m", "quantdesk.cli"]
+THIS_FILE = Path(__file__).resolve()
 
 
 # --- small helpers ----------------------------------------------------------------------------
@@ -377,6 +378,11 @@ async def prepare_database(db_url: str, env: dict[str, str], cwd: Path) -> None:
         raise RuntimeError(f"quantdesk users create failed: {r.stderr}")
 
 
+def _spawn(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as fh:
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+
+
 def _python_pid(pid: int) -> int:
     """``pid``, or its first descendant running Python when it is a wrapper (py-spy)."""
     for _ in range(100):
@@ -400,7 +406,7 @@ async def start_server(
     cmd = [
         *shlex.split(prefix or ""),
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(THIS_FILE),
         "_serve",
         str(stats),
         profile or "-",
@@ -409,8 +415,7 @@ async def start_server(
         str(port),
         "--no-demo",
     ]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+    proc = _spawn(cmd, env, cwd, log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     async with httpx.AsyncClient(timeout=2) as c:
@@ -506,15 +511,21 @@ async def place_orders(
     return samples
 
 
-async def wait_ended(ended: Ended, ids: list[str], timeout: float) -> float:
-    """Wait until every id has a terminal event (or the timeout); the time the wait ended."""
-    deadline = time.perf_counter() + timeout
+async def wait_ended(ended: Ended, ids: list[str], limit: float, stall: float) -> float:
+    """Wait until every id has a terminal event, or ``limit`` seconds passed, or no order ended
+    for ``stall`` seconds (orders the engine lost would never end); the time the wait ended."""
+    deadline = time.perf_counter() + limit
+    seen, progress_at = -1, time.perf_counter()
     while time.perf_counter() < deadline:
         if all(i in ended.at for i in ids):
             break
+        if len(ended.at) != seen:
+            seen, progress_at = len(ended.at), time.perf_counter()
+        elif time.perf_counter() - progress_at > stall:
+            break
         ended.changed.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(1.0, max(0.0, deadline - time.perf_counter()))):
+            async with asyncio.timeout(min(0.5, max(0.0, deadline - time.perf_counter()))):
                 await ended.changed.wait()
     return time.perf_counter()
 
@@ -555,7 +566,7 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
 
             warm = await place_orders(c, traders, args.warmup, args.concurrency, "w")
             warm_ids = [s.order_id for s in warm if s.order_id]
-            await wait_ended(ended, warm_ids, 60)
+            await wait_ended(ended, warm_ids, 60, 30)
             if len(warm_ids) < len(warm) or not all(i in ended.at for i in warm_ids):
                 raise RuntimeError("warm-up orders were not all accepted and filled")
             await asyncio.sleep(1.5)  # let the backends flush their statistics
@@ -571,7 +582,7 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
             samples = await place_orders(c, traders, args.orders, args.concurrency, "o")
             t_placed = time.perf_counter()
             ids = [s.order_id for s in samples if s.order_id]
-            t_end = await wait_ended(ended, ids, args.fill_timeout)
+            t_end = await wait_ended(ended, ids, args.fill_timeout, args.stall_timeout)
             cpu = await meter.stop()
             counts1 = await server.counts()
             for task in followers:
@@ -629,9 +640,7 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
         / n_ok,
         "pg_xacts_per_s": (d_pg["xact_commit"] + d_pg["xact_rollback"]) / (done_at - t0),
         "sql_statements_per_order": stmts / n_ok,
-        "sql_by_kind_per_order": {
-            k: round(v / n_ok, 2) for k, v in sorted(d_counts.items()) if v
-        },
+        "sql_by_kind_per_order": {k: round(v / n_ok, 2) for k, v in sorted(d_counts.items()) if v},
         "cpu": cpu,
         "db_statuses": statuses,
         "server_warnings": len(warnings),
@@ -758,6 +767,12 @@ def show(result: dict[str, Any], console: Console) -> None:
     console.print(f"order statuses in the database: {o['db_statuses']}")
     if o["errors"]:
         console.print(f"refused: {dict(o['errors'])}")
+    if o["not_terminal"]:
+        console.print(
+            f"[bold red]{o['not_terminal']} accepted orders never reached a terminal status[/] "
+            f"(no terminal event within {result['stall_timeout_s']:.0f} s of the last one): "
+            "the paper engine does not have them in its book."
+        )
     if o["server_warnings"]:
         console.print(f"[yellow]server logged {o['server_warnings']} warnings/errors[/], e.g.:")
         for line in o["server_warning_samples"]:
@@ -792,6 +807,7 @@ async def main_async(args: argparse.Namespace, console: Console) -> dict[str, An
         "concurrency": args.concurrency,
         "users": args.users,
         "feed_interval_s": args.feed_interval,
+        "stall_timeout_s": args.stall_timeout,
         "orders": orders,
         "pgbench": pgbench,
         "ratio_orders_per_pgbench_tps": orders["filled_per_s"] / pgbench["tps"],
@@ -805,12 +821,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--orders", type=int, default=3000, help="measured orders")
+    ap.add_argument("--orders", type=int, default=1000, help="measured orders")
     ap.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP requests")
     ap.add_argument("--users", type=int, default=8, help="traders the orders are spread over")
     ap.add_argument("--warmup", type=int, default=100, help="orders before measuring")
     ap.add_argument("--feed-interval", type=float, default=0.02, help="seconds between quotes")
-    ap.add_argument("--fill-timeout", type=float, default=60.0, help="seconds to wait for fills")
+    ap.add_argument("--fill-timeout", type=float, default=120.0, help="seconds to wait for fills")
+    ap.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=10.0,
+        help="stop waiting for fills after this many seconds without one",
+    )
     ap.add_argument("--pgbench-seconds", type=int, default=15)
     ap.add_argument("--pgbench-scale", type=int, default=10)
     ap.add_argument("--profile", metavar="FILE", help="cProfile the server into FILE")

@@ -238,6 +238,61 @@ async def test_concurrent_resubmits_of_one_client_order_id_make_one_order(
     assert len((await client.get(ORDERS, headers=trader.headers)).json()["items"]) == 1
 
 
+async def test_two_hundred_concurrent_orders_over_http_never_overdraw_the_account(
+    client: httpx.AsyncClient,
+    admin: AuthedUser,
+    trader: AuthedUser,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Enough for a handful of the 200: each request races the others for the same wallet.
+    await fund(client, admin, trader, "10000")
+    rs = await asyncio.gather(
+        *(
+            client.post(
+                ORDERS, json=limit_buy(1, client_order_id=f"burst-{n}"), headers=trader.headers
+            )
+            for n in range(200)
+        )
+    )
+    codes = [r.status_code for r in rs]
+    assert set(codes) == {201, 409}, codes
+    refused = {r.json()["error"]["code"] for r in rs if r.status_code == 409}
+    assert refused == {"ORDER_INSUFFICIENT_FUNDS"}
+    accepted = [r.json() for r in rs if r.status_code == 201]
+    hold = Decimal(accepted[0]["held_amount"])
+    assert len(accepted) == int(Decimal(10000) // hold)  # as many as fit, and no more
+    w = await wallet_of(client, trader)
+    assert w["held"] == hold * len(accepted)
+    assert Decimal(0) <= w["available"] < hold
+    listed = (await client.get(ORDERS, params={"limit": 200}, headers=trader.headers)).json()
+    assert len(listed["items"]) == len(accepted)
+    await verify_ok(sessions)
+
+
+async def test_the_same_broker_fill_delivered_concurrently_is_applied_once(
+    client: httpx.AsyncClient,
+    admin: AuthedUser,
+    trader: AuthedUser,
+    oms: Oms,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await fund(client, admin, trader, "100000")
+    order = await place(client, trader, limit_buy(10))
+    at = datetime.now(UTC)
+
+    async def deliver() -> bool:
+        async with sessions() as db:
+            return (
+                await oms.apply_fill(db, str(order["id"]), 4, Decimal("1440.00"), "twice:1", at)
+            ).applied
+
+    outcomes = await asyncio.gather(*(deliver() for _ in range(6)))
+    assert sorted(outcomes) == [False] * 5 + [True]
+    r = await client.get(f"{ORDERS}/{order['id']}", headers=trader.headers)
+    assert r.json()["filled_quantity"] == 4
+    await verify_ok(sessions)
+
+
 async def test_a_broker_trade_id_delivered_twice_is_applied_once(
     client: httpx.AsyncClient,
     admin: AuthedUser,
