@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from quantdesk.auth.security import decode_access_token, encode_access_token
 from quantdesk.core.market import Quote
+from quantdesk.db.engine import create_sessionmaker
+from quantdesk.market.instruments import seed_demo_universe
 from quantdesk.settings import Settings
 from quantdesk.stream.hub import user_channel
 from tests.conftest import JWT_SECRET, AuthedUser
@@ -114,6 +117,59 @@ async def test_private_channels_only_carry_the_connected_users_events(
         assert (await recv_type(other, "pong"))["type"] == "pong"
         await mine.close()
         await other.close()
+
+
+async def test_an_order_and_its_fill_reach_the_owners_orders_trades_positions_and_wallet(
+    live_server: LiveServer, trader: AuthedUser, admin: AuthedUser
+) -> None:
+    async with live_server() as (url, app):
+        async with create_sessionmaker(app.state.qd.engine)() as db:
+            await seed_demo_universe(db)
+        http = url.replace("ws://", "http://").removesuffix("/ws")
+        async with httpx.AsyncClient(base_url=http) as client:
+            r = await client.post(
+                f"/admin/users/{trader.id}/deposits",
+                json={"amount": "100000"},
+                headers=admin.headers,
+            )
+            assert r.status_code == 201, r.text
+            ws = await connect(url, trader)
+            channels = ["orders", "trades", "positions", "wallet"]
+            await ws.send(json.dumps({"op": "subscribe", "channels": channels}))
+            await recv_type(ws, "subscribed")
+            body = {
+                "symbol": "NSE:INFY",
+                "side": "BUY",
+                "quantity": 5,
+                "order_type": "LIMIT",
+                "limit_price": "1440.00",
+                "product": "CNC",
+            }
+            r = await client.post("/orders", json=body, headers=trader.headers)
+            assert r.status_code == 201, r.text
+            order_id = r.json()["id"]
+            placed = await recv_type(ws, "order")
+            assert (placed["data"]["id"], placed["data"]["status"]) == (order_id, "OPEN")
+            held = (await recv_type(ws, "wallet"))["data"]["balances"]["INR"]["held"]
+            assert Decimal(held) > 5 * Decimal("1440.00")
+            # A quote through the limit: the paper engine fills the order.
+            bus = app.state.qd.extras["bus"]
+            await bus.publish("quotes:NSE:INFY", quote("NSE:INFY", "1439.90"))
+            seen: dict[str, dict[str, Any]] = {}
+            while not {"order", "trade", "position", "wallet"} <= seen.keys() or (
+                seen["order"]["data"]["status"] != "FILLED"
+            ):
+                msg = await recv(ws, wait=10)
+                if msg["type"] != "heartbeat":
+                    seen[msg["type"]] = msg
+            assert seen["trade"]["data"]["order_id"] == order_id
+            assert seen["trade"]["channel"] == "trades"
+            assert (seen["position"]["data"]["symbol"], seen["position"]["data"]["quantity"]) == (
+                "NSE:INFY",
+                5,
+            )
+            assert seen["wallet"]["data"]["balances"]["INR"]["held"] == "0.00"
+            await ws.close()
 
 
 @pytest.mark.parametrize(
