@@ -1,8 +1,8 @@
 """Orders per second end to end over HTTP on PostgreSQL, beside pgbench on the same machine.
 
     .venv/bin/python bench/bench_orders.py [--orders 1000] [--concurrency 32] [--users 8]
-        [--feed-interval 0.02] [--pgbench-seconds 15] [--pgbench-scale 10]
-        [--profile server.prof] [--json]
+        [--rate ORDERS_PER_S] [--feed-interval 0.02] [--pgbench-seconds 15]
+        [--pgbench-scale 10] [--profile server.prof] [--server-prefix CMD] [--json]
 
 What it does, all in one run (about a minute with the defaults):
 
@@ -142,15 +142,19 @@ def system_cpu() -> tuple[float, float]:
 
 
 class CpuMeter:
-    """CPU used by named processes and by every ``postgres`` process between start and stop.
+    """CPU used by named processes and by PostgreSQL between start and stop: the backends
+    connected to ``database`` plus the server's background processes (WAL writer,
+    checkpointer, ...), not the backends of other databases (other work on a shared server).
 
     Postgres backends come and go (pool overflow), so they are sampled while the meter runs and
     each one's last sample counts; a backend born during the run starts from zero.
     """
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], database: str) -> None:
         self.pids = pids
+        self.database = database
         self._base: dict[str, float] = {}
+        self._last: dict[str, float] = {}
         self._pg_base: dict[int, float] = {}
         self._pg_last: dict[int, float] = {}
         self._sys_base = (0.0, 0.0)
@@ -158,15 +162,29 @@ class CpuMeter:
         self._task: asyncio.Task[None] | None = None
         self.result: dict[str, float] = {}
 
-    @staticmethod
-    def _pg_pids() -> list[int]:
-        return [int(p) for p in os.listdir("/proc") if p.isdigit() and _comm(p) == "postgres"]
+    def _pg_pids(self) -> list[int]:
+        out = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit() or _comm(p) != "postgres":
+                continue
+            try:
+                title = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            # A client backend's title is "postgres: <user> <database> <host>(<port>) <state>".
+            if "(" not in title or f" {self.database} " in title:
+                out.append(int(p))
+        return out
 
     def _sample_pg(self) -> None:
         for pid in self._pg_pids():
             cpu = proc_cpu(pid)
             if cpu is not None:
                 self._pg_last[pid] = cpu
+        for key, pid in self.pids.items():
+            cpu = proc_cpu(pid)
+            if cpu is not None:  # a process that has exited keeps its last sample
+                self._last[key] = cpu
 
     async def _loop(self) -> None:
         while True:
@@ -177,6 +195,7 @@ class CpuMeter:
         self._t0 = time.perf_counter()
         self._sys_base = system_cpu()
         self._base = {k: proc_cpu(p) or 0.0 for k, p in self.pids.items()}
+        self._last = dict(self._base)
         for pid in self._pg_pids():
             self._pg_base[pid] = proc_cpu(pid) or 0.0
         self._pg_last = dict(self._pg_base)
@@ -191,9 +210,8 @@ class CpuMeter:
         wall = time.perf_counter() - self._t0
         busy, total = system_cpu()
         out = {"wall_s": wall}
-        for key, pid in self.pids.items():
-            now = proc_cpu(pid)
-            out[f"{key}_cpu_s"] = (now if now is not None else 0.0) - self._base[key]
+        for key in self.pids:
+            out[f"{key}_cpu_s"] = self._last[key] - self._base[key]
         out["postgres_cpu_s"] = sum(
             cpu - self._pg_base.get(pid, 0.0) for pid, cpu in self._pg_last.items()
         )
@@ -476,13 +494,23 @@ async def follow_orders(base: str, trader: Trader, ended: Ended, ready: asyncio.
 
 
 async def place_orders(
-    c: httpx.AsyncClient, traders: list[Trader], n: int, concurrency: int, tag: str
+    c: httpx.AsyncClient,
+    traders: list[Trader],
+    n: int,
+    concurrency: int,
+    tag: str,
+    rate: float | None = None,
 ) -> list[OrderSample]:
+    """``n`` market buys from ``concurrency`` workers: back to back (closed loop), or, with
+    ``rate``, order ``i`` is sent at ``i / rate`` seconds (open loop, while a worker is free)."""
     samples: list[OrderSample] = []
     counter = iter(range(n))
+    start = time.perf_counter()
 
     async def worker() -> None:
         for i in counter:
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             t = traders[i % len(traders)]
             s = OrderSample(user=t.id, sent=time.perf_counter())
             samples.append(s)
@@ -573,13 +601,14 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
 
             console.print(
                 f"placing {args.orders} market orders from {args.concurrency} workers "
-                f"for {args.users} traders..."
+                f"for {args.users} traders"
+                + (f" at {args.rate:g}/s..." if args.rate else " back to back...")
             )
             stats0, counts0 = await pg_db_stats(name), await server.counts()
-            meter = CpuMeter({"server": server.pid, "client": os.getpid()})
+            meter = CpuMeter({"server": server.pid, "client": os.getpid()}, name)
             meter.start()
             t0 = time.perf_counter()
-            samples = await place_orders(c, traders, args.orders, args.concurrency, "o")
+            samples = await place_orders(c, traders, args.orders, args.concurrency, "o", args.rate)
             t_placed = time.perf_counter()
             ids = [s.order_id for s in samples if s.order_id]
             t_end = await wait_ended(ended, ids, args.fill_timeout, args.stall_timeout)
@@ -695,10 +724,9 @@ async def run_pgbench(args: argparse.Namespace, console: Console) -> dict[str, A
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        meter = CpuMeter({"pgbench": proc.pid})
+        meter = CpuMeter({"pgbench": proc.pid}, name)
         meter.start()
         out, err = await proc.communicate()
-        # pgbench has exited: its CPU comes from the children's rusage instead of /proc.
         cpu = await meter.stop()
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -714,6 +742,10 @@ async def run_pgbench(args: argparse.Namespace, console: Console) -> dict[str, A
         "scale": args.pgbench_scale,
         "seconds": args.pgbench_seconds,
         "postgres_cores": cpu["postgres_cpu_s"] / cpu["wall_s"],
+        "pgbench_client_cores": cpu["pgbench_cpu_s"] / cpu["wall_s"],
+        "postgres_cpu_ms_per_xact": cpu["postgres_cpu_s"]
+        * 1000
+        / (float(tps.group(1)) * cpu["wall_s"]),
         "machine_busy_cores": cpu["machine_busy_s"] / cpu["wall_s"],
     }
 
@@ -728,6 +760,7 @@ def show(result: dict[str, Any], console: Console) -> None:
     other = cpu["machine_busy_s"] - sum(
         cpu[k] for k in ("server_cpu_s", "postgres_cpu_s", "client_cpu_s")
     )
+    n = max(o["accepted"], 1)
     table = Table(title=f"QuantDesk orders on PostgreSQL ({result['cores']} cores)")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -752,8 +785,11 @@ def show(result: dict[str, Any], console: Console) -> None:
         ("CPU cores: this client", f"{cpu['client_cpu_s'] / wall:.2f}"),
         ("CPU cores: other processes", f"{other / wall:.2f}"),
         ("CPU cores: machine busy", f"{cpu['machine_busy_s'] / wall:.2f}"),
-        ("pgbench: postgres / machine cores", f"{p['postgres_cores']:.2f} / "
-         f"{p['machine_busy_cores']:.2f}"),
+        ("pgbench: postgres / pgbench / machine cores", f"{p['postgres_cores']:.2f} / "
+         f"{p['pgbench_client_cores']:.2f} / {p['machine_busy_cores']:.2f}"),
+        ("postgres CPU per pgbench transaction", f"{p['postgres_cpu_ms_per_xact']:.2f} ms"),
+        ("postgres CPU per order", f"{cpu['postgres_cpu_s'] * 1000 / n:.2f} ms"),
+        ("server CPU per order", f"{cpu['server_cpu_s'] * 1000 / n:.2f} ms"),
     ]  # fmt: skip
     for k, v in rows:
         table.add_row(k, v)
@@ -823,6 +859,9 @@ def main() -> None:
     )
     ap.add_argument("--orders", type=int, default=1000, help="measured orders")
     ap.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP requests")
+    ap.add_argument(
+        "--rate", type=float, help="offered orders/s (open loop); default: as fast as answered"
+    )
     ap.add_argument("--users", type=int, default=8, help="traders the orders are spread over")
     ap.add_argument("--warmup", type=int, default=100, help="orders before measuring")
     ap.add_argument("--feed-interval", type=float, default=0.02, help="seconds between quotes")
