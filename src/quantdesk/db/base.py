@@ -24,4 +24,5 @@ def import_all_models() -> None:
     import quantdesk.market.models
     import quantdesk.observability.audit
     import quantdesk.orders.models
+    import quantdesk.risk.models
     import quantdesk.wallet.models  # noqa: F401

@@ -34,6 +34,24 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.risk_rejections = Counter(
+            "quantdesk_risk_rejections_total",
+            "Orders refused by the risk checks, by reason code.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.risk_halts = Counter(
+            "quantdesk_risk_halts_total",
+            "Accounts halted by the risk monitor, by kind (daily_loss, drawdown).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.kill_switch = Gauge(
+            "quantdesk_kill_switch_engaged",
+            "1 while a kill switch is engaged, by scope (global or user:<id>).",
+            ["scope"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "quantdesk_unhandled_errors_total",
             "Unhandled server errors.",

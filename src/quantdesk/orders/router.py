@@ -28,12 +28,19 @@ from quantdesk.orders.schemas import (
     TradePageOut,
 )
 from quantdesk.orders.service import ModifyRequest, Oms, PlaceRequest
+from quantdesk.risk.service import RiskGate
 
 router = APIRouter(tags=["orders"])
 
 
 def get_oms(state: StateDep) -> Oms:
-    return Oms(state.settings, quotes=state.extras.get("quote_cache"), bus=state.extras.get("bus"))
+    rejections = state.metrics.risk_rejections
+    return Oms(
+        state.settings,
+        quotes=state.extras.get("quote_cache"),
+        bus=state.extras.get("bus"),
+        risk=RiskGate(on_reject=lambda code: rejections.labels(code).inc()),
+    )
 
 
 OmsDep = Annotated[Oms, Depends(get_oms)]

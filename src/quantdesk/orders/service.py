@@ -60,6 +60,7 @@ from quantdesk.orders.schemas import (
     PositionOut,
     TradeOut,
 )
+from quantdesk.risk.service import RiskGate
 from quantdesk.settings import PaperSession, Settings
 from quantdesk.stream.hub import user_channel
 from quantdesk.wallet import service as wallet_service
@@ -250,12 +251,14 @@ class Oms:
         bus: EventBus | None = None,
         calculator: ChargesCalculator | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        risk: RiskGate | None = None,
     ) -> None:
         self.settings = settings
         self.quotes = quotes
         self.bus = bus
         self.calculator = calculator or default_calculator()
         self.clock = clock
+        self.risk = risk or RiskGate()
 
     # --- placing ------------------------------------------------------------------------------
 
@@ -316,6 +319,17 @@ class Oms:
                 return Placed(await self._by_client_id_or_fail(db, user_id, coid), False)
             if order.product is Product.CNC and order.side is Side.SELL:
                 core.check_holdings(order, await self._free_holdings(db, user_id, order.symbol))
+            if not system:
+                await self.risk.pre_trade(
+                    db,
+                    user_id,
+                    order,
+                    value=hold_price * order.quantity,
+                    reference=market.price,
+                    marks=self._marks,
+                    now=now,
+                    day=trade_date(now),
+                )
             if system:
                 amount = min(amount, max(wallet.available, _ZERO))
             self._check_funds(amount, wallet.available, currency)

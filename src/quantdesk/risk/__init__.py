@@ -1,0 +1,1 @@
+"""Risk controls: pre-trade limits, daily-loss and drawdown halts, kill switches."""
