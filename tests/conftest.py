@@ -113,6 +113,8 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
         "feed": "none",
         "log_json": True,
         "ui_dir": data_dir / "no-ui",
+        # Tests run the risk monitor's checks themselves (RiskControl.evaluate).
+        "risk_monitor_seconds": 300,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

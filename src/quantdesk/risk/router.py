@@ -194,13 +194,10 @@ async def kill_switch(
             code="RISK_KILL_SWITCH_UNCHANGED",
             details={"scope": scope},
         )
+    actor = user_actor(request, user)
     await db.rollback()  # end the read transaction: the switch is set in its own
     state, cancelled, placed = await control.kill_switch(
-        scope,
-        engaged=body.engaged,
-        reason=body.reason,
-        actor=user_actor(request, user),
-        square_off=body.square_off,
+        scope, engaged=body.engaged, reason=body.reason, actor=actor, square_off=body.square_off
     )
     return KillSwitchOut(
         state=StateOut.of(state, False), cancelled_orders=cancelled, square_off_orders=placed
@@ -227,12 +224,7 @@ async def rearm(
             "The account is not halted.", code="RISK_NOT_HALTED", details={"user_id": body.user_id}
         )
     figures = await control.figures(db, body.user_id, trade_date(control.now()))
+    actor = user_actor(request, admin)
     await db.rollback()
-    await service.rearm(
-        db,
-        body.user_id,
-        actor=user_actor(request, admin),
-        now=service.utc_now(),
-        equity=figures.equity,
-    )
+    await service.rearm(db, body.user_id, actor=actor, now=service.utc_now(), equity=figures.equity)
     return await _state_out(db, body.user_id, control)
