@@ -142,3 +142,18 @@ def reject_unknown_query(request: HTTPConnection) -> None:
             code="UNKNOWN_QUERY_PARAMETER",
             details={"unknown": unknown, "allowed": sorted(_declared_query(route))},
         )
+
+
+def own_or_admin(user: User, user_id: int | None, *, code: str, what: str) -> int:
+    """The account a request is about: the caller's own (``user_id`` None or theirs), or, for
+    an admin only, another one (else 403 with ``code``: "Only an admin may see another user's
+    {what}.")."""
+    if user_id is None or user_id == user.id:
+        return user.id
+    if user.role != Role.ADMIN:
+        raise Forbidden(
+            f"Only an admin may see another user's {what}.",
+            code=code,
+            details={"user_id": user_id},
+        )
+    return user_id

@@ -7,12 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from quantdesk.api.deps import CurrentUser, SessionDep, StateDep, TraderUser, user_actor
+from quantdesk.api.deps import (
+    CurrentUser,
+    SessionDep,
+    StateDep,
+    TraderUser,
+    own_or_admin,
+    user_actor,
+)
 from quantdesk.api.types import NO_NUL
 from quantdesk.auth.models import User
 from quantdesk.auth.roles import Role
 from quantdesk.core.orders import OrderStatus
-from quantdesk.errors import Forbidden
 from quantdesk.openapi import error_responses
 from quantdesk.orders.schemas import (
     CURSOR,
@@ -62,15 +68,7 @@ def _owner(user: User) -> int | None:
 
 
 def _whose(user: User, user_id: int | None) -> int:
-    if user_id is None or user_id == user.id:
-        return user.id
-    if user.role != Role.ADMIN:
-        raise Forbidden(
-            "Only an admin may see another user's orders, trades or positions.",
-            code="ORDERS_OTHER_USER",
-            details={"user_id": user_id},
-        )
-    return user_id
+    return own_or_admin(user, user_id, code="ORDERS_OTHER_USER", what="orders, trades or positions")
 
 
 @router.post(

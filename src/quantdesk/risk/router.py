@@ -7,7 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from quantdesk.api.deps import AdminUser, CurrentUser, SessionDep, StateDep, TraderUser, user_actor
+from quantdesk.api.deps import (
+    AdminUser,
+    CurrentUser,
+    SessionDep,
+    StateDep,
+    TraderUser,
+    own_or_admin,
+    user_actor,
+)
 from quantdesk.auth.models import User
 from quantdesk.auth.roles import Role
 from quantdesk.auth.users import get_user
@@ -55,15 +63,7 @@ ControlDep = Annotated[RiskControl, Depends(get_control)]
 
 
 def _whose(user: User, user_id: int | None) -> int:
-    if user_id is None or user_id == user.id:
-        return user.id
-    if user.role != Role.ADMIN:
-        raise Forbidden(
-            "Only an admin may see or change another account's risk settings.",
-            code="RISK_OTHER_USER",
-            details={"user_id": user_id},
-        )
-    return user_id
+    return own_or_admin(user, user_id, code="RISK_OTHER_USER", what="risk settings")
 
 
 async def _require_user(db: SessionDep, user_id: int) -> None:

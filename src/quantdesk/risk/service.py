@@ -352,26 +352,15 @@ class RiskGate:
         """Refuse (AppError with a ``RISK_...`` code) an order the kill switches, a halt or a
         limit forbid."""
         try:
-            await self._check(
-                db, user_id, order, value=value, reference=reference, marks=marks, now=now, day=day
-            )
+            await self._switches_and_halt(db, user_id, day)
+            await self._limits(db, user_id, order, value, reference, marks, now)
         except AppError as exc:
             if self.on_reject is not None:
                 self.on_reject(exc.code)
             raise
 
-    async def _check(
-        self,
-        db: AsyncSession,
-        user_id: int,
-        order: Order,
-        *,
-        value: Decimal,
-        reference: Decimal | None,
-        marks: MarksOf,
-        now: datetime,
-        day: date,
-    ) -> None:
+    @staticmethod
+    async def _switches_and_halt(db: AsyncSession, user_id: int, day: date) -> None:
         glob = (
             await db.execute(
                 select(RiskStateRow)
@@ -398,6 +387,17 @@ class RiskGate:
                 code="RISK_ACCOUNT_HALTED",
                 details={"kind": account.halt_kind, "reason": account.halt_reason},
             )
+
+    @staticmethod
+    async def _limits(
+        db: AsyncSession,
+        user_id: int,
+        order: Order,
+        value: Decimal,
+        reference: Decimal | None,
+        marks: MarksOf,
+        now: datetime,
+    ) -> None:
         limits = await effective_limits(db, user_id)
         if limits == RiskLimits() or all(
             getattr(limits, f) is None for f in LIMIT_FIELDS if f != "square_off_on_halt"

@@ -7,13 +7,11 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Path, Query, Request, status
 
-from quantdesk.api.deps import AdminUser, CurrentUser, SessionDep, user_actor
+from quantdesk.api.deps import AdminUser, CurrentUser, SessionDep, own_or_admin, user_actor
 from quantdesk.api.types import IsoDateTime
 from quantdesk.auth.models import User
-from quantdesk.auth.roles import Role
 from quantdesk.auth.users import get_user
 from quantdesk.core.ledger import EntryKind, WalletBalance
-from quantdesk.errors import Forbidden
 from quantdesk.openapi import error_responses
 from quantdesk.stream.hub import user_channel
 from quantdesk.wallet import service
@@ -83,16 +81,10 @@ async def create_withdrawal(
 
 
 async def _whose(db: SessionDep, user: User, user_id: int | None) -> int:
-    if user_id is None or user_id == user.id:
-        return user.id
-    if user.role != Role.ADMIN:
-        raise Forbidden(
-            "Only an admin may see another user's wallet.",
-            code="WALLET_OTHER_USER",
-            details={"user_id": user_id},
-        )
-    await get_user(db, user_id)  # USER_NOT_FOUND (404)
-    return user_id
+    uid = own_or_admin(user, user_id, code="WALLET_OTHER_USER", what="wallet")
+    if uid != user.id:
+        await get_user(db, uid)  # USER_NOT_FOUND (404)
+    return uid
 
 
 @router.get(
