@@ -403,12 +403,13 @@ async def test_a_daily_loss_halts_the_account_cancels_squares_off_and_resets_nex
     await verify_ok(sessions)
 
 
-async def test_a_drawdown_halts_until_an_admin_rearms(
+async def test_a_drawdown_halts_survives_a_restart_and_holds_until_an_admin_rearms(
     client: httpx.AsyncClient,
     admin: AuthedUser,
     trader: AuthedUser,
     app: FastAPI,
     paper: PaperBroker,
+    settings: Settings,
 ) -> None:
     await fund(client, admin, trader, "20000")
     await set_limits(client, admin, trader, max_drawdown_pct="2")
@@ -422,6 +423,11 @@ async def test_a_drawdown_halts_until_an_admin_rearms(
     assert await control.evaluate(trader.id) is HaltKind.DRAWDOWN
     refused = await post_order(client, trader, qty=1)
     assert refused.json()["error"]["code"] == "RISK_ACCOUNT_HALTED"
+    # The halt is in the database: a restarted process keeps it.
+    restarted = create_app(settings)
+    async with restarted.router.lifespan_context(restarted), client_for(restarted) as again:
+        state = (await again.get("/api/v1/risk/state", headers=trader.headers)).json()
+        assert state["account"]["halt_kind"] == "drawdown" and not state["trading_allowed"]
     # A deposit is not a gain and does not lift the halt; traders cannot re-arm.
     await fund(client, admin, trader, "5000")
     r = await client.post("/api/v1/risk/rearm", json={"user_id": trader.id}, headers=trader.headers)
