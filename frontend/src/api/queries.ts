@@ -1,0 +1,137 @@
+/** Query keys and data hooks (TanStack Query) over the typed client. */
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
+import { api, unwrap, type Schemas } from "./client";
+
+export type Order = Schemas["OrderOut"];
+export type Trade = Schemas["TradeOut"];
+export type Position = Schemas["PositionOut"];
+export type Wallet = Schemas["WalletOut"];
+export type Instrument = Schemas["InstrumentOut"];
+export type User = Schemas["UserOut"];
+export type LedgerEntry = Schemas["EntryOut"];
+export type OrderStatus = Schemas["OrderStatus"];
+export type EntryKind = Schemas["EntryKind"];
+
+export const LIVE_STATUSES: OrderStatus[] = ["NEW", "OPEN", "PARTIALLY_FILLED"];
+
+export const keys = {
+  me: ["me"] as const,
+  wallet: ["wallet"] as const,
+  ledger: (filters: object) => ["ledger", filters] as const,
+  positions: ["positions"] as const,
+  orders: ["orders"] as const,
+  ordersList: (status: string) => ["orders", "list", status] as const,
+  openOrders: ["orders", "open"] as const,
+  trades: ["trades"] as const,
+  instrument: (ref: string) => ["instrument", ref] as const,
+  instruments: (q: string) => ["instruments", q] as const,
+  candles: (symbol: string, interval: string) => ["candles", symbol, interval] as const,
+  users: ["admin", "users"] as const,
+  audit: (filters: object) => ["admin", "audit", filters] as const,
+};
+
+export function useMe(enabled: boolean) {
+  return useQuery({
+    queryKey: keys.me,
+    queryFn: () => unwrap(api.GET("/api/v1/auth/me")),
+    enabled,
+    staleTime: 60_000,
+  });
+}
+
+export function useWallet() {
+  return useQuery({ queryKey: keys.wallet, queryFn: () => unwrap(api.GET("/api/v1/wallet")) });
+}
+
+export function usePositions() {
+  return useQuery({
+    queryKey: keys.positions,
+    queryFn: () => unwrap(api.GET("/api/v1/positions")),
+    // day P&L and marks come from the server; quotes move unrealised P&L in between
+    refetchInterval: 30_000,
+  });
+}
+
+/** Live orders: the API filters one status at a time, so ask for each live status. */
+export function useOpenOrders() {
+  return useQuery({
+    queryKey: keys.openOrders,
+    queryFn: async () => {
+      const pages = await Promise.all(
+        LIVE_STATUSES.map((status) =>
+          unwrap(api.GET("/api/v1/orders", { params: { query: { status, limit: 200 } } })),
+        ),
+      );
+      return pages
+        .flatMap((p) => p.items)
+        .sort((a, b) => b.created_at.localeCompare(a.created_at));
+    },
+  });
+}
+
+export function useOrders(status: OrderStatus | "") {
+  return useInfiniteQuery({
+    queryKey: keys.ordersList(status),
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET("/api/v1/orders", {
+          params: { query: { status: status || undefined, cursor: pageParam ?? undefined, limit: 50 } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor,
+  });
+}
+
+export function useTrades(limit = 20, symbol?: string) {
+  return useQuery({
+    queryKey: [...keys.trades, limit, symbol ?? ""],
+    queryFn: () => unwrap(api.GET("/api/v1/trades", { params: { query: { limit, symbol } } })),
+  });
+}
+
+export function useInstrument(ref: string | null) {
+  return useQuery({
+    queryKey: keys.instrument(ref ?? ""),
+    queryFn: () => unwrap(api.GET("/api/v1/instruments/{ref}", { params: { path: { ref: ref! } } })),
+    enabled: !!ref,
+    staleTime: 5 * 60_000,
+  });
+}
+
+export function useInstrumentSearch(q: string) {
+  return useQuery({
+    queryKey: keys.instruments(q),
+    queryFn: () => unwrap(api.GET("/api/v1/instruments", { params: { query: { q, limit: 12 } } })),
+    enabled: q.trim().length > 0,
+    staleTime: 60_000,
+  });
+}
+
+export interface LedgerFilters {
+  kind: EntryKind | "";
+  since: string;
+  until: string;
+}
+
+export function useLedger(filters: LedgerFilters) {
+  return useInfiniteQuery({
+    queryKey: keys.ledger(filters),
+    initialPageParam: null as number | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET("/api/v1/wallet/ledger", {
+          params: {
+            query: {
+              kind: filters.kind || undefined,
+              since: filters.since ? new Date(filters.since).toISOString() : undefined,
+              until: filters.until ? new Date(filters.until).toISOString() : undefined,
+              cursor: pageParam ?? undefined,
+              limit: 100,
+            },
+          },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor,
+  });
+}
