@@ -37,6 +37,8 @@ app.command("charges")(charges_command)
 app.add_typer(data_app, name="data")
 app.add_typer(demo_app, name="demo")
 app.add_typer(ledger_app, name="ledger")
+alerts_app = typer.Typer(help="Alerts: Telegram and e-mail.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 err = Console(stderr=True)
@@ -159,6 +161,26 @@ def users_list() -> None:
         console.print(table)
 
     asyncio.run(run())
+
+
+@alerts_app.command("test")
+def alerts_test(
+    message: Annotated[str, typer.Option("--message", "-m", help="The alert's text.")] = (
+        "A test alert from QuantDesk: this channel works."
+    ),
+) -> None:
+    """Send a test alert on every configured channel. Exit 0 when all delivered, 1 when one
+    failed (the log says why), 2 when none is configured."""
+    from quantdesk.alerts.cli import send_test_alert
+
+    outcome = send_test_alert(_settings(), message)
+    if outcome is None:
+        err.print("No alert channel is configured: see docs/alerts.md (QUANTDESK_ALERT_*).")
+        raise typer.Exit(2)
+    for name, sent in outcome.items():
+        console.print(f"{name}: {'[green]sent[/]' if sent else '[bold red]failed[/]'}")
+    if not all(outcome.values()):
+        raise typer.Exit(1)
 
 
 @app.command()

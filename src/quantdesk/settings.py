@@ -32,6 +32,12 @@ class PaperSession(StrEnum):
     ALWAYS = "always"  # demo and tests: the (random or replayed) market never closes
 
 
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"  # upgrade a plain connection (port 587); required, not opportunistic
+    TLS = "tls"  # implicit TLS (port 465)
+    NONE = "none"  # a trusted local relay only: credentials would travel in clear
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUANTDESK_", extra="ignore")
 
@@ -85,6 +91,28 @@ class Settings(BaseSettings):
     mis_square_off_minutes: int = Field(
         default=10, ge=0, le=120, description="Close MIS positions this long before the close."
     )
+    risk_monitor_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often loss and drawdown limits are checked."
+    )
+
+    # Alerts (docs/alerts.md): a channel is enabled only when it is configured.
+    alert_telegram_bot_token: SecretStr | None = Field(default=None, description="Bot API token.")
+    alert_telegram_chat_id: str | None = Field(default=None, description="Chat to message.")
+    alert_telegram_api_url: str = Field(
+        default="https://api.telegram.org", description="Bot API base URL."
+    )
+    alert_smtp_host: str | None = Field(default=None, description="SMTP server for alerts.")
+    alert_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_from: str = Field(default="quantdesk@localhost", description="Alert sender.")
+    alert_smtp_to: str | None = Field(default=None, description="Recipients, comma-separated.")
+    alert_smtp_security: SmtpSecurity = Field(default=SmtpSecurity.STARTTLS)
+    alert_dedup_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    alert_rate_per_minute: float = Field(default=20.0, gt=0, le=6000)
+    alert_rate_burst: int = Field(default=10, ge=1, le=1000)
+    alert_queue_size: int = Field(default=100, ge=1, le=100_000)
+    alert_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     demo_admin_password: SecretStr | None = None
     demo_trader_password: SecretStr | None = None

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from quantdesk import __version__
 from quantdesk.admin.router import router as admin_router
+from quantdesk.alerts import AlertMetrics, create_alert_service
 from quantdesk.api.deps import reject_unknown_query
 from quantdesk.api.errors import install_error_handlers
 from quantdesk.api.middleware import RequestContextMiddleware
@@ -24,10 +25,14 @@ from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLog
 from quantdesk.brokers.paper import start_paper_broker
 from quantdesk.charges.router import router as charges_router
 from quantdesk.db.engine import create_engine, create_sessionmaker
+from quantdesk.errors import NotFound
 from quantdesk.market.router import router as market_router
 from quantdesk.market.runtime import start_market
 from quantdesk.observability.metrics import Metrics
 from quantdesk.orders.router import router as orders_router
+from quantdesk.orders.service import Oms
+from quantdesk.risk.control import RiskControl
+from quantdesk.risk.router import router as risk_router
 from quantdesk.settings import Settings
 from quantdesk.stream.router import router as stream_router
 from quantdesk.wallet.router import router as wallet_router
@@ -44,6 +49,7 @@ def api_router() -> APIRouter:
     router.include_router(charges_router)
     router.include_router(wallet_router)
     router.include_router(orders_router)
+    router.include_router(risk_router)
     return router
 
 
@@ -51,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     _ = settings.jwt_key  # refuse to build an app that could not sign tokens
     metrics = Metrics()
+    alert_metrics = AlertMetrics(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,16 +82,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.extras.update(
             bus=market.bus, quote_cache=market.cache, hub=market.hub, bar_store=market.store
         )
+        alerts = create_alert_service(settings, bus=market.bus, metrics=alert_metrics)
+        await alerts.start()
+        state.extras["alerts"] = alerts
         paper = None
         if settings.paper_engine:
             paper = await start_paper_broker(settings, state.sessionmaker, market.bus, market.cache)
+            paper.alerts = alerts
         state.extras["paper_broker"] = paper
+        control = RiskControl(
+            state.sessionmaker,
+            Oms(settings, quotes=market.cache, bus=market.bus),
+            notify=alerts.risk_hook(),
+            on_halt=lambda kind: metrics.risk_halts.labels(kind).inc(),
+            on_kill_switch=lambda scope, on: metrics.kill_switch.labels(
+                "global" if scope == "global" else scope
+            ).set(int(on)),
+        )
+        control.start(settings.risk_monitor_seconds)
+        state.extras["risk"] = control
         app.state.qd = state
         try:
             yield
         finally:
+            await control.stop()
             if paper is not None:
                 await paper.stop()
+            await alerts.stop()
             await market.stop()
             if redis is not None:
                 await redis.aclose()
@@ -123,6 +147,9 @@ def _mount_ui(app: FastAPI, ui_dir: Path) -> None:
 
     @app.get("/{path:path}", include_in_schema=False)
     def ui(path: str) -> FileResponse:  # sync: FastAPI runs it in a thread (file checks)
+        if path == "api" or path.startswith("api/"):
+            # An unknown API path is an API 404, not the web app.
+            raise NotFound(f"No API endpoint at /{path}.", code="NOT_FOUND")
         candidate = (ui_dir / path).resolve()
         if path and candidate.is_file() and ui_dir.resolve() in candidate.parents:
             return FileResponse(candidate)

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from quantdesk.alerts.model import Alert, AlertKind, Severity
 from quantdesk.core.errors import DomainError, InvalidState
 from quantdesk.errors import AppError
 
@@ -111,6 +112,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     metrics = getattr(getattr(request.app.state, "qd", None), "metrics", None)
     if metrics is not None:
         metrics.errors.inc()
+    _alert_unhandled(request, exc, request_id)
     headers = {"X-Request-ID": request_id} if request_id else None
     return envelope(
         500,
@@ -119,6 +121,29 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         {"request_id": request_id},
         headers,
     )
+
+
+def _alert_unhandled(request: Request, exc: Exception, request_id: str | None) -> None:
+    """Best effort, never raising: a system-error alert naming the route and exception type
+    (not its text, which may carry data); one per route and type per dedup window."""
+    try:
+        extras = getattr(getattr(request.app.state, "qd", None), "extras", None) or {}
+        alerts = extras.get("alerts")
+        if alerts is None:
+            return
+        route = getattr(request.scope.get("route"), "path", None) or request.url.path
+        name = type(exc).__name__
+        alerts.notify(
+            Alert(
+                AlertKind.SYSTEM_ERROR,
+                Severity.ERROR,
+                f"Unhandled server error: {name}",
+                f"{request.method} {route} (request id {request_id})",
+                dedup_key=f"unhandled:{name}:{request.method}:{route}",
+            )
+        )
+    except Exception as err:
+        log.warning("unhandled_error_alert_failed", error=repr(err))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from quantdesk.alerts.model import Alert, AlertKind, AlertSink, Severity
 from quantdesk.bus.base import EventBus, Subscription
 from quantdesk.core.fills import FillModel, match, volume_delta
 from quantdesk.core.instruments import InstrumentSpec
@@ -108,6 +109,7 @@ class PaperBroker:
         self.last: dict[str, Quote] = {}
         self.fills = 0
         self.retry_seconds = 5.0
+        self.alerts: AlertSink | None = None  # set by the app: failures are alerted
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -160,6 +162,8 @@ class PaperBroker:
                 await self.handle(channel, message)
             except Exception as exc:  # one bad message must not stop the engine
                 log.error("paper_broker_message_failed", channel=channel, error=repr(exc))
+                kind, source = AlertKind.SYSTEM_ERROR, channel.split(":", 1)[0]
+                self._alert(kind, "Paper engine: a bus message failed", exc, source)
 
     async def handle(self, channel: str, message: dict[str, Any]) -> None:
         if channel.startswith(QUOTES_CHANNEL_PREFIX):
@@ -273,6 +277,14 @@ class PaperBroker:
                     symbol=position.symbol,
                     error=exc.code,
                 )
+                self._alert(
+                    AlertKind.ORDER_FAILED,
+                    "MIS square-off failed",
+                    exc,
+                    position.symbol,
+                    position.user_id,
+                    Severity.CRITICAL,
+                )
         if report.expired or report.squared_off:
             log.info("paper_sweep", expired=report.expired, squared_off=report.squared_off)
         return report
@@ -333,6 +345,13 @@ class PaperBroker:
                     applied += await self._match(resting, quote, traded)
                 except Exception as exc:  # logged; the order leaves the book until reloaded
                     log.error("paper_fill_failed", order_id=resting.order.id, error=repr(exc))
+                    self._alert(
+                        AlertKind.ORDER_FAILED,
+                        "Paper fill failed",
+                        exc,
+                        f"{resting.order.symbol} order {resting.order.id}",
+                        resting.order.account,
+                    )
                     orders.pop(resting.order.id, None)
                 if not resting.order.is_live:
                     orders.pop(resting.order.id, None)
@@ -373,12 +392,38 @@ class PaperBroker:
                 # The hold no longer covers the fill (an MIS order's position changed since it
                 # was placed): the venue refuses the trade rather than overdraw the account.
                 await self._cancel(resting, "margin shortfall: the fill is not covered by funds")
+                self._alert(
+                    AlertKind.ORDER_REJECTED,
+                    "Fill refused: margin shortfall",
+                    None,
+                    f"{order.symbol} order {order.id} cancelled",
+                    order.account,
+                    Severity.WARNING,
+                )
                 return applied
             resting.order = result.order
             applied += int(result.applied)
         if m.cancel_remainder and resting.order.is_live:
             await self._cancel(resting, "IOC: unfilled remainder cancelled")
         return applied
+
+    def _alert(
+        self,
+        kind: AlertKind,
+        title: str,
+        exc: Exception | None,
+        subject: str,
+        user: int | str | None = None,
+        severity: Severity = Severity.ERROR,
+    ) -> None:
+        """Best effort: one alert per kind, user and subject within the dedup window."""
+        if self.alerts is None:
+            return
+        user_id = user if isinstance(user, int) else int(user) if user and user.isdigit() else None
+        error = f": {type(exc).__name__}" + (f" {exc.code}" if isinstance(exc, AppError) else "")
+        body = subject + (error if exc is not None else "")
+        key = f"paper:{kind.value}:{user_id}:{subject}"
+        self.alerts.notify(Alert(kind, severity, title, body, user_id, dedup_key=key))
 
     @staticmethod
     def _protected(resting: Resting, price: Decimal) -> bool:

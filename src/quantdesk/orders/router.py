@@ -77,13 +77,17 @@ def _whose(user: User, user_id: int | None) -> int:
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": OrderOut, "description": "client_order_id seen before: the original"},
-        **error_responses(400, 401, 403, 409, 422),
+        **error_responses(400, 401, 403, 409, 422, 429),
     },
     summary="Place an order (funds for its worst case are held until it fills or ends)",
     description="Errors: ORDER_BAD_QUANTITY, ORDER_BAD_PRICE, ORDER_PRICE_OFF_TICK, "
     "ORDER_OUTSIDE_BAND, ORDER_PRICE_MISSING, ORDER_PRICE_NOT_ALLOWED, ORDER_UNKNOWN_SYMBOL "
     "(422); ORDER_INSUFFICIENT_FUNDS, ORDER_INSUFFICIENT_HOLDINGS (CNC sell), "
-    "ORDER_MARKET_CLOSED, ORDER_NO_MARKET_PRICE (409). A refused order is not stored.",
+    "ORDER_MARKET_CLOSED, ORDER_NO_MARKET_PRICE, ORDER_MIS_CUTOFF (409). Risk: "
+    "RISK_MAX_ORDER_QUANTITY, RISK_MAX_ORDER_VALUE, RISK_FAT_FINGER, RISK_EXCHANGE_NOT_ALLOWED, "
+    "RISK_PRODUCT_NOT_ALLOWED (422); RISK_MAX_POSITION_VALUE, RISK_MAX_GROSS_EXPOSURE, "
+    "RISK_MAX_OPEN_ORDERS, RISK_KILL_SWITCH, RISK_ACCOUNT_HALTED (409); RISK_ORDER_RATE (429). "
+    "A refused order is not stored.",
 )
 async def place_order(
     body: OrderIn,

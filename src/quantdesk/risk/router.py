@@ -95,7 +95,7 @@ async def read_limits(
 @router.put(
     "/limits",
     response_model=AccountLimitsOut,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(400, 401, 403, 404, 422),
     summary="Set the platform default limits, or one account's override (admin)",
     description="Replaces every limit of the scope: a field left out or null is no limit (for "
     "the defaults) or the default (for an account). Audited as `risk.limits`. Bad values "
@@ -153,7 +153,7 @@ async def read_state(
 @router.post(
     "/kill-switch",
     response_model=KillSwitchOut,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422),
     summary="Engage or release a kill switch",
     description="`scope=global`: admins only. `scope=account`: an admin for any account, a "
     "trader for their own; a trader may release only a switch they engaged themselves. "
@@ -208,7 +208,7 @@ async def kill_switch(
     "/rearm",
     response_model=RiskStateOut,
     response_model_by_alias=True,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422),
     summary="Re-arm a halted account (admin)",
     description="Clears a daily-loss or drawdown halt; the drawdown peak restarts from the "
     "account's current equity. Audited as `risk.rearm`. `RISK_NOT_HALTED` (409) when it is not "

@@ -154,9 +154,14 @@ def test_api_routes_are_all_in_the_matrix() -> None:
     assert len(MATRIX) == len(ENDPOINTS) * len(IDENTITIES)
 
 
-def test_the_unguarded_route_check_catches_a_new_unguarded_route() -> None:
+def test_the_unguarded_route_check_catches_a_new_unguarded_route(tmp_path: Path) -> None:
     probe = create_app(
-        Settings(database_url="sqlite+aiosqlite:///:memory:", jwt_secret="p" * 40, redis_url=None)
+        Settings(
+            database_url="sqlite+aiosqlite:///:memory:",
+            jwt_secret="p" * 40,
+            redis_url=None,
+            ui_dir=tmp_path / "no-ui",  # not the web app's catch-all, even when it is built
+        )
     )
 
     @probe.get("/api/v1/forgotten")

@@ -376,7 +376,12 @@ async def test_a_daily_loss_halts_the_account_cancels_squares_off_and_resets_nex
     await mark(paper, "1430.00")  # -100 unrealised and the charges: still above -150
     assert await control.evaluate(trader.id) is None
     await mark(paper, "1420.00")  # -200
-    assert await control.evaluate(trader.id) is HaltKind.DAILY_LOSS
+    bus = app.state.qd.extras["bus"]
+    async with bus.subscribe(f"user:{trader.id}:alerts") as alerts:
+        assert await control.evaluate(trader.id) is HaltKind.DAILY_LOSS
+        # The halt is alerted: on the owner's alerts channel (and Telegram/e-mail when set).
+        _, alert = await asyncio.wait_for(anext(aiter(alerts)), 10)
+    assert (alert["type"], alert["kind"]) == ("alert", "risk_halt")
     assert await control.evaluate(trader.id) is None  # already halted: once
     assert (await client.get(f"{ORDERS}/{resting}", headers=trader.headers)).json()[
         "status"
