@@ -4,7 +4,7 @@
         [--rate ORDERS_PER_S] [--feed-interval 0.02] [--pgbench-seconds 15]
         [--pgbench-scale 10] [--profile server.prof] [--server-prefix CMD] [--json]
 
-What it does, all in one run (about a minute with the defaults):
+What it does, all in one run (one and a half minutes or so with the defaults):
 
 1. Creates a fresh PostgreSQL database (``QUANTDESK_TEST_PG_URL``, default
    ``postgresql://postgres@127.0.0.1:5432/postgres``), migrates it, loads one instrument
@@ -24,7 +24,10 @@ What it does, all in one run (about a minute with the defaults):
 5. Reports placements/s, filled orders/s, p50/p99 of both latencies, PostgreSQL transactions
    and statements per order (``pg_stat_database`` deltas and the server's own counts), the CPU
    each process used (``/proc/<pid>/stat`` deltas: server, postgres backends, this client), and
-   the final order statuses read straight from the database.
+   the final order statuses read straight from the database. Orders with no terminal event
+   ``--stall-timeout`` seconds after the last one are reported as never terminal (an engine
+   that lost them), not waited for. ``--rate`` offers a fixed load instead of back-to-back
+   requests, to find the rate the engine keeps up with.
 6. Drops the database, then runs pgbench (TPC-B-like) on a scratch database with the same
    client count (``pgbench -i -s 10``, then ``pgbench -c <concurrency> -j 2 -T 15``) and prints
    its tps beside ours.
@@ -797,8 +800,13 @@ def show(result: dict[str, Any], console: Console) -> None:
     sql = Table(title="What one order costs the server in SQL (per accepted order)")
     sql.add_column("statement / event")
     sql.add_column("per order", justify="right")
+    labels = {
+        "checkout": "pool checkout (pre-ping: BEGIN; ';'; ROLLBACK)",
+        "commit": "COMMIT",
+        "rollback": "ROLLBACK (session end)",
+    }
     for kind, per in sorted(o["sql_by_kind_per_order"].items(), key=lambda kv: -kv[1]):
-        sql.add_row(kind.removeprefix("stmt:"), f"{per:.2f}")
+        sql.add_row(labels.get(kind, kind.removeprefix("stmt:")), f"{per:.2f}")
     console.print(sql)
     console.print(f"order statuses in the database: {o['db_statuses']}")
     if o["errors"]:

@@ -224,6 +224,31 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
+@app.command()
+def openapi(
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = "-",
+) -> None:
+    """Print the API's OpenAPI schema (JSON): what the web UI's types are generated from
+    (`quantdesk openapi -o frontend/openapi.json`, then `npm run gen:api` in frontend/)."""
+    import json
+    from pathlib import Path
+
+    from quantdesk.api import create_app
+
+    # Any valid settings: the schema does not depend on them, and nothing is connected.
+    schema = create_app(
+        Settings(database_url="sqlite+aiosqlite:///:memory:", jwt_secret="x" * 40)
+    ).openapi()
+    text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        console.print(f"Wrote the OpenAPI schema to {output}")
+
+
 def _show_credentials(created: list[DemoCredential]) -> None:
     lines = [
         f"{c.role.value:<7} {c.username:<8} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -187,3 +188,15 @@ def test_serve_with_a_weak_demo_password_exits_with_the_reason(
     )
     assert r.returncode == 2
     assert "PASSWORD_POLICY" in r.stderr
+
+
+def test_openapi_prints_the_schema_the_web_ui_is_generated_from(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run(["openapi"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["info"]["title"] == "QuantDesk API"
+    assert {"/api/v1/orders", "/api/v1/risk/kill-switch"} <= set(schema["paths"])
+    snapshot = Path(__file__).resolve().parents[2] / "frontend" / "openapi.json"
+    assert json.loads(snapshot.read_text(encoding="utf-8")) == schema

@@ -376,7 +376,7 @@ export interface paths {
         put?: never;
         /**
          * Place an order (funds for its worst case are held until it fills or ends)
-         * @description Errors: ORDER_BAD_QUANTITY, ORDER_BAD_PRICE, ORDER_PRICE_OFF_TICK, ORDER_OUTSIDE_BAND, ORDER_PRICE_MISSING, ORDER_PRICE_NOT_ALLOWED, ORDER_UNKNOWN_SYMBOL (422); ORDER_INSUFFICIENT_FUNDS, ORDER_INSUFFICIENT_HOLDINGS (CNC sell), ORDER_MARKET_CLOSED, ORDER_NO_MARKET_PRICE (409). A refused order is not stored.
+         * @description Errors: ORDER_BAD_QUANTITY, ORDER_BAD_PRICE, ORDER_PRICE_OFF_TICK, ORDER_OUTSIDE_BAND, ORDER_PRICE_MISSING, ORDER_PRICE_NOT_ALLOWED, ORDER_UNKNOWN_SYMBOL (422); ORDER_INSUFFICIENT_FUNDS, ORDER_INSUFFICIENT_HOLDINGS (CNC sell), ORDER_MARKET_CLOSED, ORDER_NO_MARKET_PRICE, ORDER_MIS_CUTOFF (409). Risk: RISK_MAX_ORDER_QUANTITY, RISK_MAX_ORDER_VALUE, RISK_FAT_FINGER, RISK_EXCHANGE_NOT_ALLOWED, RISK_PRODUCT_NOT_ALLOWED (422); RISK_MAX_POSITION_VALUE, RISK_MAX_GROSS_EXPOSURE, RISK_MAX_OPEN_ORDERS, RISK_KILL_SWITCH, RISK_ACCOUNT_HALTED (409); RISK_ORDER_RATE (429). A refused order is not stored.
          */
         post: operations["place_order_api_v1_orders_post"];
         delete?: never;
@@ -2796,6 +2796,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Throttled */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
         };
     };
     get_order_api_v1_orders__order_id__get: {
@@ -3195,6 +3204,15 @@ export interface operations {
                     "application/json": components["schemas"]["AccountLimitsOut"];
                 };
             };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3314,6 +3332,15 @@ export interface operations {
                     "application/json": components["schemas"]["KillSwitchOut"];
                 };
             };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Missing, invalid or expired token */
             401: {
                 headers: {
@@ -3381,6 +3408,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RiskStateOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
             /** @description Missing, invalid or expired token */

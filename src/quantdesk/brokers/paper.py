@@ -18,6 +18,9 @@ session has closed, and from ``QUANTDESK_MIS_SQUARE_OFF_MINUTES`` before the clo
 position has its live MIS orders cancelled and is closed by a market order (client order id
 ``squareoff:<date>:<symbol>:<attempt>``).
 
+The book is also re-synced with the database's live orders every
+``QUANTDESK_PAPER_SWEEP_SECONDS`` (:meth:`PaperBroker.resync`), whatever the session.
+
 Reconciliation at start: the book is the database's live orders; an IOC order found live lost
 its one chance to match while the engine was down and is cancelled, and a DAY order whose
 session closed meanwhile expires. Nothing else can be stuck: every broker event was applied in
@@ -57,6 +60,7 @@ from quantdesk.wallet.service import InsufficientFunds
 log = structlog.get_logger("quantdesk.paper")
 
 ORDER_EVENTS = "user:*:orders"
+ORDER_EVENTS_QUEUE = 1_000_000  # order events must not be dropped (see PaperBroker.start)
 SQUARE_OFF_PREFIX = "squareoff:"
 SQUARE_OFF_ATTEMPTS = 3
 SYSTEM = Actor(None, "system:paper-engine", None, None)
@@ -113,16 +117,23 @@ class PaperBroker:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._subscription: AbstractAsyncContextManager[Subscription] | None = None
+        self._subscriptions: list[AbstractAsyncContextManager[Subscription]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, bus: EventBus) -> None:
         """Subscribe, then load the book in the background (so no order placed in between is
-        missed, and an unreachable database delays the engine instead of failing the start)."""
-        self._subscription = bus.subscribe(patterns=[QUOTES_CHANNEL_PREFIX + "*", ORDER_EVENTS])
-        sub = await self._subscription.__aenter__()
-        self._task = asyncio.create_task(self._run(sub), name="paper-broker")
+        missed, and an unreachable database delays the engine instead of failing the start).
+
+        Quotes and order events have separate subscriptions: a busy engine may skip stale
+        quotes (the bus drops a slow subscriber's oldest messages), but order events have a
+        queue large enough not to be dropped, and the periodic :meth:`resync` with the
+        database's live orders repairs the book if one ever is."""
+        quotes = bus.subscribe(patterns=[QUOTES_CHANNEL_PREFIX + "*"])
+        orders = bus.subscribe(patterns=[ORDER_EVENTS], queue_size=ORDER_EVENTS_QUEUE)
+        self._subscriptions = [quotes, orders]
+        subs = [await s.__aenter__() for s in self._subscriptions]
+        self._task = asyncio.create_task(self._run(*subs), name="paper-broker")
 
     async def stop(self) -> None:
         for task in (self._sweeper, self._task):
@@ -131,11 +142,11 @@ class PaperBroker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._sweeper = None
-        if self._subscription is not None:
-            await self._subscription.__aexit__(None, None, None)
-            self._subscription = None
+        for sub in self._subscriptions:
+            await sub.__aexit__(None, None, None)
+        self._subscriptions = []
 
-    async def _run(self, sub: Subscription) -> None:
+    async def _run(self, quotes: Subscription, orders: Subscription) -> None:
         while True:
             try:
                 await self.reload()
@@ -155,8 +166,10 @@ class PaperBroker:
             cancelled=report.cancelled,
             squared_off=report.squared_off,
         )
-        if self.oms.settings.paper_session is PaperSession.CALENDAR:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="paper-sweeper")
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="paper-sweeper")
+        await asyncio.gather(self._consume(quotes), self._consume(orders))
+
+    async def _consume(self, sub: Subscription) -> None:
         async for channel, message in sub:
             try:
                 await self.handle(channel, message)
@@ -236,9 +249,26 @@ class PaperBroker:
         while True:
             await asyncio.sleep(self.oms.settings.paper_sweep_seconds)
             try:
+                await self.resync()
                 await self.sweep()
             except Exception as exc:  # the database is down: try again next time
                 log.error("paper_sweep_failed", error=repr(exc))
+
+    async def resync(self) -> int:
+        """Make the book the database's live orders: add any live order the engine did not
+        hear about (an event lost with a dropped bus message or a Redis reconnect), drop any
+        that ended; how many were added."""
+        async with self._lock, self.sessions() as db:
+            live = {row.id: row for row in await self.oms.open_orders(db)}
+            known = {oid for orders in self.book.values() for oid in orders}
+            missing = [live[oid] for oid in live.keys() - known]
+            for row in missing:
+                await self._rest(db, row)
+            for oid in known - live.keys():
+                self._drop(oid)
+        if missing:
+            log.warning("paper_book_resynced", added=len(missing))
+        return len(missing)
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         """Expire DAY orders whose session has closed; square off MIS positions from the

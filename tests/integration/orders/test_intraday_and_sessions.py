@@ -372,3 +372,21 @@ async def test_positions_api_shows_product_margin_and_day_pnl(
     w = await wallet_of(client, trader)
     assert w["margin"] == D("2880.00")
     assert w["total"] == w["available"] + w["held"] + w["margin"]
+
+
+async def test_resync_adds_live_orders_the_engine_never_heard_of_and_drops_ended_ones(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    oms = Oms(settings)  # no bus: the engine hears nothing
+    broker = PaperBroker(sessions, oms)
+    await broker.reload()
+    uid = await new_user(sessions, "100000")
+    async with sessions() as db:
+        unheard = await oms.place(db, uid, req(Side.BUY, 2, "1300.00"), actor=ACTOR)
+    assert unheard.order.id not in broker.book.get(INFY, {})
+    assert await broker.resync() >= 1
+    assert unheard.order.id in broker.book[INFY]
+    async with sessions() as db:
+        await oms.cancel(db, unheard.order.id, owner_id=uid, actor=ACTOR)
+    await broker.resync()
+    assert unheard.order.id not in broker.book.get(INFY, {})
