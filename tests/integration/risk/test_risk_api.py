@@ -415,6 +415,7 @@ async def test_a_drawdown_halts_survives_a_restart_and_holds_until_an_admin_rear
     app: FastAPI,
     paper: PaperBroker,
     settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await fund(client, admin, trader, "20000")
     await set_limits(client, admin, trader, max_drawdown_pct="2")
@@ -443,3 +444,19 @@ async def test_a_drawdown_halts_survives_a_restart_and_holds_until_an_admin_rear
     assert (await post_order(client, trader, qty=1)).status_code == 201
     r = await client.post("/api/v1/risk/rearm", json={"user_id": trader.id}, headers=admin.headers)
     assert (r.status_code, r.json()["error"]["code"]) == (409, "RISK_NOT_HALTED")
+    # Every risk state change is in the audit log: who, what, when.
+    async with sessions() as db:
+        rows = (
+            (
+                await db.execute(
+                    select(AuditLog)
+                    .where(AuditLog.target_id.in_([f"user:{trader.id}"]))
+                    .order_by(AuditLog.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [a.action for a in rows] == ["risk.limits", "risk.halt", "risk.rearm"]
+    assert rows[0].actor_id == admin.id and rows[2].actor_id == admin.id
+    assert rows[1].actor_id is None  # the system halted it
