@@ -267,7 +267,7 @@ class PaperBroker:
             for oid in known - live.keys():
                 self._drop(oid)
         if missing:
-            log.warning("paper_book_resynced", added=len(missing))
+            log.info("paper_book_resynced", added=len(missing))
         return len(missing)
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
