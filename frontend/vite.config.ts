@@ -26,5 +26,6 @@ export default defineConfig({
     restoreMocks: true,
     unstubGlobals: true,
     pool: "threads",
+    include: ["src/**/*.test.{ts,tsx}"],
   },
 });

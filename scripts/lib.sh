@@ -96,3 +96,11 @@ qd_ensure_frontend_build() {
   qd_say "Building the web UI (frontend/dist)"
   (cd "$fe" && npm run build) || qd_die "npm run build failed in frontend/ (see above)."
 }
+
+# The browser of the web UI's Playwright tests: Debian's chromium (QUANTDESK_CHROMIUM overrides
+# the path). Playwright never downloads its own browsers here, so a missing one is an error.
+qd_require_chromium() {
+  local chromium="${QUANTDESK_CHROMIUM:-/usr/bin/chromium}"
+  [ -x "$chromium" ] ||
+    qd_die "The web UI's end-to-end tests need Chromium at $chromium, which is missing. Install it: apt-get install -y --no-install-recommends chromium (or set QUANTDESK_CHROMIUM to a Chromium binary). .ci/run installs it."
+}

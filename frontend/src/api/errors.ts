@@ -56,5 +56,15 @@ function detailText(details: unknown): string {
       .filter(Boolean)
       .join("; ");
   }
+  // RISK_* refusals carry {limit, value, allowed}
+  if (details && typeof details === "object") {
+    const d = details as { limit?: unknown; value?: unknown; allowed?: unknown };
+    if (typeof d.limit === "string") {
+      const parts = [`limit ${d.limit}`];
+      if (d.value != null) parts.push(`value ${String(d.value)}`);
+      if (d.allowed != null) parts.push(`allowed ${Array.isArray(d.allowed) ? d.allowed.join(", ") : String(d.allowed)}`);
+      return parts.join(", ");
+    }
+  }
   return "";
 }

@@ -11,6 +11,10 @@ export type User = Schemas["UserOut"];
 export type LedgerEntry = Schemas["EntryOut"];
 export type OrderStatus = Schemas["OrderStatus"];
 export type EntryKind = Schemas["EntryKind"];
+export type RiskState = Schemas["RiskStateOut"];
+export type RiskScopeState = Schemas["StateOut"];
+export type AccountLimits = Schemas["AccountLimitsOut"];
+export type LimitsIn = Schemas["LimitsIn"];
 
 export const LIVE_STATUSES: OrderStatus[] = ["NEW", "OPEN", "PARTIALLY_FILLED"];
 
@@ -28,7 +32,33 @@ export const keys = {
   candles: (symbol: string, interval: string) => ["candles", symbol, interval] as const,
   users: ["admin", "users"] as const,
   audit: (filters: object) => ["admin", "audit", filters] as const,
+  risk: ["risk"] as const,
+  riskState: (userId?: number) => ["risk", "state", userId ?? "me"] as const,
+  riskLimits: (userId?: number) => ["risk", "limits", userId ?? "defaults"] as const,
 };
+
+/** Kill switches, halt and trading_allowed: polled every 5 s, and re-read on order frames. */
+export function useRiskState(userId?: number, enabled = true) {
+  return useQuery({
+    queryKey: keys.riskState(userId),
+    queryFn: () => unwrap(api.GET("/api/v1/risk/state", { params: { query: { user_id: userId } } })),
+    refetchInterval: 5_000,
+    enabled,
+  });
+}
+
+/** Why trading is blocked, in words (null when it is allowed or the state is unknown). */
+export function riskBlockReason(state: RiskState | undefined): string | null {
+  if (!state || state.trading_allowed) return null;
+  const g = state.global;
+  const a = state.account;
+  const why = (reason: string | null | undefined) => (reason ? `: ${reason}` : "");
+  if (g.kill_switch) return `Trading is stopped platform-wide by the global kill switch${why(g.kill_reason)}`;
+  if (a.kill_switch) return `Your account's kill switch is engaged${why(a.kill_reason)}`;
+  if (a.halted) return `Your account is halted${a.halt_kind ? ` (${a.halt_kind.replace(/_/g, " ")})` : ""}${why(a.halt_reason)}`;
+  if (g.halted) return `Trading is halted platform-wide${why(g.halt_reason)}`;
+  return "Trading is not allowed for this account right now";
+}
 
 export function useMe(enabled: boolean) {
   return useQuery({

@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, unwrap } from "../api/client";
 import { errorMessage } from "../api/errors";
-import { keys, useInstrument } from "../api/queries";
+import { keys, riskBlockReason, useInstrument, useRiskState } from "../api/queries";
 import { formatINR, formatPrice } from "../lib/format";
 import {
   newClientOrderId,
@@ -41,6 +41,9 @@ export function OrderTicket({ initialSymbol = "" }: { initialSymbol?: string }) 
   const valid = !!instrument.data && Object.keys(errors).length === 0;
   const queryClient = useQueryClient();
   const toast = useToast();
+  // a kill switch or a halt: the ticket is disabled and says why (the API would refuse anyway)
+  const risk = useRiskState();
+  const blocked = riskBlockReason(risk.data);
 
   useEffect(() => setForm((f) => ({ ...f, symbol: initialSymbol || f.symbol })), [initialSymbol]);
 
@@ -61,7 +64,7 @@ export function OrderTicket({ initialSymbol = "" }: { initialSymbol?: string }) 
   const submit = (event: FormEvent) => {
     event.preventDefault();
     setTouched(true);
-    if (valid && !place.isPending) place.mutate();
+    if (valid && !blocked && !place.isPending) place.mutate();
   };
 
   const previewPrice = takesLimit(form.orderType) ? form.limitPrice : takesStop(form.orderType) ? form.stopPrice : last ?? "";
@@ -92,6 +95,12 @@ export function OrderTicket({ initialSymbol = "" }: { initialSymbol?: string }) 
   return (
     <form className="card ticket" onSubmit={submit} aria-label="Order ticket" noValidate>
       <h2>Order ticket</h2>
+      {blocked && (
+        <div className="banner danger" role="alert" aria-label="Trading blocked">
+          <strong>Trading blocked.</strong> {blocked}
+        </div>
+      )}
+      <fieldset className="plain" disabled={!!blocked}>
       <SymbolSearch value={form.symbol} onChange={(ref) => set("symbol", ref)} />
       {show("symbol") && <p className="field-error">{show("symbol")}</p>}
       {instrument.error != null && <ErrorBox error={instrument.error} />}
@@ -182,9 +191,10 @@ export function OrderTicket({ initialSymbol = "" }: { initialSymbol?: string }) 
       {preview.error != null && <p className="muted small">Charges preview unavailable: {errorMessage(preview.error)}</p>}
       {place.error != null && <ErrorBox error={place.error} />}
 
-      <button type="submit" className={`primary ${form.side === "BUY" ? "buy" : "sell"}`} disabled={place.isPending}>
+      <button type="submit" className={`primary ${form.side === "BUY" ? "buy" : "sell"}`} disabled={place.isPending || !!blocked}>
         {place.isPending ? "Placing…" : `${form.side === "BUY" ? "Buy" : "Sell"} ${form.symbol || ""}`}
       </button>
+      </fieldset>
     </form>
   );
 }

@@ -4,6 +4,7 @@ import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from "@tansta
 import { api, unwrap, type Schemas } from "../api/client";
 import { errorMessage } from "../api/errors";
 import { keys, type User } from "../api/queries";
+import { RiskAdminSection } from "../components/RiskAdmin";
 import { Empty, ErrorBox, Loading, QueryState } from "../components/States";
 import { useToast } from "../components/Toasts";
 import { formatINR, formatTime } from "../lib/format";
@@ -17,9 +18,18 @@ export function AdminPage() {
     <div className="stack">
       <UsersSection onFunds={setFundsFor} />
       {fundsFor && <FundsForm user={fundsFor} onClose={() => setFundsFor(null)} />}
+      <RiskSection />
       <AuditSection />
     </div>
   );
+}
+
+function RiskSection() {
+  const users = useQuery({
+    queryKey: keys.users,
+    queryFn: () => unwrap(api.GET("/api/v1/admin/users", { params: { query: { limit: 200 } } })),
+  });
+  return <RiskAdminSection users={users.data?.items ?? []} />;
 }
 
 function UsersSection({ onFunds }: { onFunds: (u: User) => void }) {

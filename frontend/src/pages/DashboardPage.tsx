@@ -3,6 +3,7 @@ import { useAuth } from "../auth/AuthContext";
 import { OrderTicket } from "../components/OrderTicket";
 import { OrdersTable } from "../components/OrdersTable";
 import { PositionsTable } from "../components/PositionsTable";
+import { RiskCard } from "../components/RiskPanel";
 import { QueryState } from "../components/States";
 import { TradesTable } from "../components/TradesTable";
 import { WalletCard } from "../components/WalletCard";
@@ -16,6 +17,7 @@ export function DashboardPage() {
     <div className={canTrade ? "grid-dash" : "grid-dash readonly"}>
       <div className="stack">
         <WalletCard />
+        <RiskCard />
         <section className="card" aria-label="Open positions">
           <h2>Open positions</h2>
           <QueryState

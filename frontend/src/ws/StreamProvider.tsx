@@ -65,7 +65,7 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
 }
 
 function resync(queryClient: QueryClient): void {
-  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, ["ledger"]]) {
+  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"]]) {
     void queryClient.invalidateQueries({ queryKey: key });
   }
 }
@@ -90,6 +90,8 @@ export function applyAccountFrame(queryClient: QueryClient, frame: Frame, toast:
     case "orders": {
       const order = frame.data as Order | undefined;
       void queryClient.invalidateQueries({ queryKey: keys.orders });
+      // a kill switch or a halt cancels orders: the risk state may have changed with them
+      void queryClient.invalidateQueries({ queryKey: keys.risk });
       if (order?.status === "REJECTED") {
         toast("error", `Order rejected: ${order.side} ${formatQty(order.quantity)} ${order.symbol}`);
       } else if (order?.status === "CANCELLED" || order?.status === "EXPIRED") {
