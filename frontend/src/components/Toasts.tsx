@@ -1,7 +1,7 @@
 /** Transient notifications (fills, rejections, errors) in the corner; aria-live for readers. */
 import { createContext, useCallback, useContext, useMemo, useState, type ReactNode } from "react";
 
-export type ToastKind = "info" | "success" | "error";
+export type ToastKind = "info" | "success" | "warning" | "error";
 interface Toast {
   id: number;
   kind: ToastKind;
@@ -19,7 +19,7 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     (kind, text) => {
       const id = nextId++;
       setToasts((all) => [...all.slice(-4), { id, kind, text }]);
-      setTimeout(() => dismiss(id), kind === "error" ? 8000 : 5000);
+      setTimeout(() => dismiss(id), kind === "error" || kind === "warning" ? 8000 : 5000);
     },
     [dismiss],
   );

@@ -1,4 +1,4 @@
-import { screen } from "@testing-library/react";
+import { screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
 import { getTokens } from "../api/tokens";
@@ -32,7 +32,8 @@ describe("login", () => {
     await ui.type(await screen.findByLabelText("Username"), "trader");
     await ui.type(screen.getByLabelText("Password"), "secret-password");
     await ui.keyboard("{Enter}");
-    expect(await screen.findAllByText("₹42.00")).toHaveLength(2); // available and total
+    const walletCard = await screen.findByRole("region", { name: "Wallet" });
+    expect(await within(walletCard).findAllByText("₹42.00")).toHaveLength(2); // available and total
     expect(calls[0]!.body).toEqual({ username: "trader", password: "secret-password" });
     expect(getTokens()).toMatchObject({ access_token: "a1", refresh_token: "r1" });
     expect(FakeWebSocket.last.url).toMatch(/\/api\/v1\/ws\?token=a1$/);

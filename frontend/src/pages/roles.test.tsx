@@ -1,4 +1,4 @@
-import { screen } from "@testing-library/react";
+import { screen, within } from "@testing-library/react";
 import { beforeEach, describe, expect, it } from "vitest";
 import { FakeWebSocket, loggedIn, mockApi, user, wallet } from "../test/http";
 import { renderApp } from "../test/render";
@@ -58,7 +58,8 @@ describe("roles", () => {
   it("a viewer sees the account read-only: no ticket, no trading buttons, no admin", async () => {
     stub("viewer");
     renderApp("/");
-    expect(await screen.findAllByText("₹1,23,456.78")).toHaveLength(2); // available and total
+    const walletCard = await screen.findByRole("region", { name: "Wallet" });
+    expect(await within(walletCard).findAllByText("₹1,23,456.78")).toHaveLength(2); // available and total
     expect(await screen.findByText("1,400.00")).toBeInTheDocument(); // the open order is listed
     expect(screen.queryByRole("form", { name: "Order ticket" })).not.toBeInTheDocument();
     expect(screen.queryByRole("button", { name: "Cancel" })).not.toBeInTheDocument();
@@ -91,9 +92,10 @@ describe("roles", () => {
     ws.receive({ type: "welcome", user_id: 2, heartbeat_seconds: 15 });
     expect(await screen.findByText("● Live")).toBeInTheDocument();
     // (1512.35 - 1500.00) x 10 = 123.50, computed exactly from the quote
-    await screen.findByText("₹100.00");
+    const open = screen.getByRole("region", { name: "Open positions" });
+    await within(open).findByText("₹100.00");
     ws.receive({ type: "quote", channel: "quotes:NSE:INFY", data: { symbol: "NSE:INFY", last: "1512.35", bid: "1512.30", ask: "1512.40", volume: 1, ts: "2025-01-31T04:01:00Z" } });
-    expect(await screen.findByText("₹123.50")).toBeInTheDocument();
+    expect(await within(open).findByText("₹123.50")).toBeInTheDocument();
     ws.drop(1006);
     expect(await screen.findByText(/Stale data/)).toBeInTheDocument();
   });

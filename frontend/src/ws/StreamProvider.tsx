@@ -9,6 +9,7 @@ import { getTokens, onTokens, refreshTokens } from "../api/tokens";
 import { keys, type Order, type Trade, type Wallet } from "../api/queries";
 import { useToast, type ToastKind } from "../components/Toasts";
 import { formatPrice, formatQty } from "../lib/format";
+import { alertToastKind, parseAlertFrame, pushAlert, type AlertItem } from "./alerts";
 import { StreamClient, streamUrl, type Frame, type StreamState } from "./client";
 
 export interface Quote {
@@ -21,6 +22,7 @@ export interface Quote {
 }
 
 const StreamContext = createContext<StreamClient | null>(null);
+const AlertsContext = createContext<AlertItem[]>([]);
 const ACCOUNT_CHANNELS = ["orders", "trades", "positions", "wallet"] as const;
 
 export function StreamProvider({ children, WebSocketImpl }: { children: ReactNode; WebSocketImpl?: typeof WebSocket }) {
@@ -29,6 +31,7 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
   const queryClient = useQueryClient();
   const toast = useToast();
   const [client, setClient] = useState<StreamClient | null>(null);
+  const [alerts, setAlerts] = useState<AlertItem[]>([]);
 
   useEffect(() => {
     if (!loggedIn) return;
@@ -44,6 +47,15 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
     const offs = ACCOUNT_CHANNELS.map((channel) =>
       stream.subscribe(channel, (frame) => applyAccountFrame(queryClient, frame, toast)),
     );
+    offs.push(
+      stream.subscribe("alerts", (frame) => {
+        const alert = parseAlertFrame(frame);
+        if (!alert) return;
+        setAlerts((list) => pushAlert(list, alert));
+        const kind = alertToastKind(alert.severity);
+        if (kind) toast(kind, `${alert.severity === "critical" ? "Critical alert" : "Alert"}: ${alert.title}`);
+      }),
+    );
     offs.push(onTokens((t) => t && stream.reauthenticate(t.access_token)));
     offs.push(
       stream.onFrame((frame) => {
@@ -58,10 +70,15 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
       offs.forEach((off) => off());
       stream.stop();
       setClient(null);
+      setAlerts([]);
     };
   }, [loggedIn, queryClient, toast, WebSocketImpl]);
 
-  return <StreamContext.Provider value={client}>{children}</StreamContext.Provider>;
+  return (
+    <StreamContext.Provider value={client}>
+      <AlertsContext.Provider value={alerts}>{children}</AlertsContext.Provider>
+    </StreamContext.Provider>
+  );
 }
 
 function resync(queryClient: QueryClient): void {
@@ -118,6 +135,11 @@ export function applyAccountFrame(queryClient: QueryClient, frame: Frame, toast:
 
 export function useStream(): StreamClient | null {
   return useContext(StreamContext);
+}
+
+/** This session's alerts from the `alerts` channel, newest first (not stored server-side). */
+export function useAlerts(): AlertItem[] {
+  return useContext(AlertsContext);
 }
 
 export function useStreamState(): StreamState {

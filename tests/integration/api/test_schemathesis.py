@@ -7,7 +7,9 @@ each response conforms to the schema (documented status, matching body and heade
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,13 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
+from sqlalchemy import delete, update
 
 from quantdesk.api import create_app
 from quantdesk.auth.roles import Role
+from quantdesk.core.risk import LIMIT_FIELDS
 from quantdesk.db.engine import create_engine, create_sessionmaker
+from quantdesk.risk.models import DEFAULT_SCOPE, RiskLimitsRow, RiskStateRow
 from quantdesk.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -58,6 +63,34 @@ def fuzz_app(fuzz_settings: Settings) -> Iterator[FastAPI]:
     # schemathesis started the app's lifespan on its own event loop thread; end it before the
     # test database goes away.
     asgi.shutdown_lifespans()
+    # The fuzzer, as an admin, engages kill switches and sets platform limits, and
+    # the database is shared with the tests that follow, so put risk back to "no limits".
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _reset_risk(fuzz_settings)).result()
+
+
+async def _reset_risk(cfg: Settings) -> None:
+    engine = create_engine(cfg.resolved_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(RiskStateRow).values(
+                    kill_engaged=False,
+                    kill_reason=None,
+                    halt_kind=None,
+                    halt_reason=None,
+                    halted_at=None,
+                    halt_day=None,
+                )
+            )
+            await conn.execute(delete(RiskLimitsRow).where(RiskLimitsRow.scope != DEFAULT_SCOPE))
+            await conn.execute(
+                update(RiskLimitsRow)
+                .where(RiskLimitsRow.scope == DEFAULT_SCOPE)
+                .values({f: None for f in LIMIT_FIELDS})
+            )
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
