@@ -159,3 +159,84 @@ test("charts: candles for a symbol with the live last price", async ({ page }) =
   await expect(chart.getByLabel("Last price")).toHaveText(/\d/);
   await shot(page, "charts");
 });
+
+test.describe("at a tablet width (768 × 1024)", () => {
+  test.use({ viewport: { width: 768, height: 1024 } });
+
+  test("dashboard, orders and wallet fit the width, and the ticket is usable", async ({ page }) => {
+    const noOverflow = async (what: string) => {
+      const { scrollWidth, clientWidth } = await page.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        clientWidth: document.documentElement.clientWidth,
+      }));
+      expect(scrollWidth, `${what}: horizontal overflow`).toBeLessThanOrEqual(clientWidth);
+    };
+    await login(page, "trader");
+    const nav = page.getByRole("navigation", { name: "Main" });
+    await expect(page.getByRole("region", { name: "Account summary" }).getByLabel("Equity")).toBeVisible();
+    await expect(page.getByRole("region", { name: "Open orders" })).toBeVisible();
+    await noOverflow("dashboard");
+
+    // the ticket (above the tables under 1024 px) picks a symbol, checks and previews
+    const { ticket } = await chooseSymbol(page, "INFY", SYMBOL);
+    await ticket.getByLabel("Quantity").fill("1");
+    await expect(ticket.getByLabel("Limit price")).toBeVisible();
+    await expect(ticket.getByRole("button", { name: /^Buy/ })).toBeEnabled();
+    await ticket.getByLabel("Quantity").fill("");
+    await noOverflow("dashboard with the ticket filled");
+
+    await nav.getByRole("link", { name: "Orders" }).click();
+    await expect(page.getByRole("region", { name: "Orders" })).toBeVisible();
+    await expect(page.getByRole("form", { name: "Order ticket" })).toBeVisible();
+    await noOverflow("orders");
+
+    await nav.getByRole("link", { name: "Wallet" }).click();
+    await expect(page.getByRole("region", { name: "Ledger" }).getByRole("row").nth(1)).toBeVisible();
+    await noOverflow("wallet");
+  });
+});
+
+test("keyboard only: search, pick, tab through the ticket, Enter places; then cancel", async ({ page }) => {
+  await login(page, "trader");
+  const ticket = page.getByRole("form", { name: "Order ticket" });
+  const combo = ticket.getByRole("combobox", { name: "Symbol" });
+  await combo.focus();
+  await page.keyboard.press("ControlOrMeta+a");
+  await page.keyboard.type("INFY");
+  const option = page.getByRole("option", { name: new RegExp(SYMBOL) }).first();
+  await expect(option).toBeVisible();
+  // walk the list with the arrows (down past the first, back up if it was the only one) to NSE:INFY
+  const options = page.getByRole("option");
+  const index = (await options.allTextContents()).findIndex((t) => t.startsWith(SYMBOL));
+  expect(index).toBeGreaterThanOrEqual(0);
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("ArrowUp");
+  for (let i = 0; i < index; i++) await page.keyboard.press("ArrowDown");
+  await expect(options.nth(index)).toHaveAttribute("aria-selected", "true");
+  await page.keyboard.press("Enter");
+  await expect(combo).toHaveValue(SYMBOL);
+  const info = ticket.getByText(/tick [\d.]+ · lot \d+ · last [\d,.]+/);
+  await expect(info).toBeVisible();
+  const m = /tick ([\d.]+) · lot (\d+) · last ([\d,.]+)/.exec((await info.textContent()) ?? "")!;
+  const price = onTick(Number(m[3]!.replace(/,/g, "")), 0.93, m[1]!); // 7% below: rests, inside the band
+
+  // Tab from the symbol through side, type, product and validity to the quantity
+  const quantity = ticket.getByLabel("Quantity");
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press("Tab");
+    if (await quantity.evaluate((el) => el === document.activeElement)) break;
+  }
+  await expect(quantity).toBeFocused();
+  await page.keyboard.type("1");
+  await page.keyboard.press("Tab");
+  await expect(ticket.getByLabel("Limit price")).toBeFocused();
+  await page.keyboard.type(price);
+  await page.keyboard.press("Enter");
+
+  const open = page.getByRole("region", { name: "Open orders" });
+  const shown = Number(price).toLocaleString("en-IN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const row = open.getByRole("row").filter({ hasText: SYMBOL }).filter({ hasText: shown });
+  await expect(row.getByText("OPEN", { exact: true })).toBeVisible({ timeout: 30_000 });
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await expect(row).toHaveCount(0);
+});

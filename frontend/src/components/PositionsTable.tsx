@@ -5,18 +5,15 @@ import { api, unwrap } from "../api/client";
 import { errorMessage } from "../api/errors";
 import { keys, type Position } from "../api/queries";
 import { useAuth } from "../auth/AuthContext";
-import { mulInt, parseDec, sub, toString } from "../lib/decimal";
 import { formatINR, formatPrice, formatQty, signClass } from "../lib/format";
 import { newClientOrderId } from "../lib/orderRules";
+import { markToLive } from "../lib/summary";
 import { useQuotes, type Quote } from "../ws/StreamProvider";
 import { useToast } from "./Toasts";
 
 /** Unrealised P&L at the live quote, exactly: (last - average) x quantity (negative for shorts). */
 export function liveUnrealised(position: Position, quote: Quote | undefined): string | null {
-  const last = parseDec(quote?.last ?? "");
-  const avg = parseDec(position.average_price ?? "");
-  if (!last || !avg || position.quantity === 0) return position.unrealised_pnl;
-  return toString(mulInt(sub(last, avg), position.quantity));
+  return markToLive(position, quote?.last).unrealised_pnl;
 }
 
 export function PositionsTable({ positions, compact = false }: { positions: Position[]; compact?: boolean }) {
@@ -66,7 +63,9 @@ export function PositionsTable({ positions, compact = false }: { positions: Posi
         <tbody>
           {positions.map((p) => {
             const quote = quotes[p.symbol];
-            const unrealised = liveUnrealised(p, quote);
+            // the same live re-marking as the summary strip (lib/summary.ts markToLive)
+            const live = markToLive(p, quote?.last);
+            const unrealised = live.unrealised_pnl;
             return (
               <tr key={`${p.symbol}-${p.product}`}>
                 <td>
@@ -78,7 +77,7 @@ export function PositionsTable({ positions, compact = false }: { positions: Posi
                 <td className="num">{formatPrice(quote?.last ?? p.last_price)}</td>
                 <td className={`num ${signClass(unrealised)}`}>{formatINR(unrealised)}</td>
                 {!compact && <td className={`num ${signClass(p.net_realised_pnl)}`}>{formatINR(p.net_realised_pnl)}</td>}
-                <td className={`num ${signClass(p.day_pnl)}`}>{formatINR(p.day_pnl)}</td>
+                <td className={`num ${signClass(live.day_pnl)}`}>{formatINR(live.day_pnl)}</td>
                 {!compact && <td className="num">{formatINR(p.margin)}</td>}
                 {canTrade && (
                   <td>

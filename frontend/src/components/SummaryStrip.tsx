@@ -1,11 +1,13 @@
 /**
  * The Dashboard's top strip: equity, cash, day P&L and unrealised P&L, computed exactly from
- * GET /wallet and GET /positions (src/lib/summary.ts). Day P&L comes only from the REST
- * positions: `positions` frames carry day_pnl null and just trigger a re-read.
+ * GET /wallet and GET /positions (src/lib/summary.ts), each open position re-marked to its live
+ * `quotes:` frame exactly like the positions table (markToLive): unrealised P&L, day P&L and
+ * equity follow the live price. `positions` frames carry day_pnl null and just trigger a re-read.
  */
 import { usePositions, useWallet } from "../api/queries";
 import { formatINR, signClass } from "../lib/format";
-import { computeSummary } from "../lib/summary";
+import { computeSummary, markToLive } from "../lib/summary";
+import { useQuotes } from "../ws/StreamProvider";
 import { ErrorBox, Loading } from "./States";
 
 function Unknown({ why }: { why: string }) {
@@ -42,6 +44,7 @@ const noMark = (symbols: string[]) => `No mark (last price) yet for ${symbols.jo
 export function SummaryStrip() {
   const wallet = useWallet();
   const positions = usePositions();
+  const quotes = useQuotes((positions.data ?? []).filter((p) => p.quantity !== 0).map((p) => p.symbol));
   let content: React.ReactNode;
   if (wallet.isPending || positions.isPending) {
     content = <Loading />;
@@ -49,7 +52,10 @@ export function SummaryStrip() {
     const failed = wallet.data === undefined ? wallet : positions;
     content = <ErrorBox error={failed.error} retry={() => void failed.refetch()} />;
   } else {
-    const s = computeSummary(positions.data, wallet.data.balances.INR);
+    const s = computeSummary(
+      positions.data.map((p) => markToLive(p, quotes[p.symbol]?.last)),
+      wallet.data.balances.INR,
+    );
     content = (
       <dl className="summary">
         <Figure

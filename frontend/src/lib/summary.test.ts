@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatINR } from "./format";
-import { computeSummary, type SummaryPosition } from "./summary";
+import { computeSummary, markToLive, type SummaryPosition } from "./summary";
 
 const pos = (over: Partial<SummaryPosition>): SummaryPosition => ({
   symbol: "NSE:INFY",
@@ -65,5 +65,40 @@ describe("computeSummary", () => {
   it("is the wallet total with no positions, and unknown without an INR balance", () => {
     expect(computeSummary([], balance)).toMatchObject({ equity: "100000.00", dayPnl: "0", unrealisedPnl: "0" });
     expect(computeSummary([], undefined)).toMatchObject({ equity: null, cash: null });
+  });
+});
+
+describe("markToLive", () => {
+  const infy = { ...sample[0]!, average_price: "1495.00" };
+
+  it("re-marks unrealised and day P&L to the live price exactly", () => {
+    const live = markToLive(infy, "1510.10");
+    expect(live.last_price).toBe("1510.10");
+    expect(live.unrealised_pnl).toBe("151.00"); // (1510.10 − 1495.00) × 10
+    expect(live.day_pnl).toBe("220.75"); // 120.25 + 10 × (1510.10 − 1500.05)
+  });
+
+  it("moves a short's day P&L the other way", () => {
+    const tcs = { ...sample[1]!, average_price: "2994.85" };
+    const live = markToLive(tcs, "3001.13");
+    expect(live.unrealised_pnl).toBe("-31.40"); // (3001.13 − 2994.85) × −5
+    expect(live.day_pnl).toBe("-45.75"); // −40.10 + (−5) × (3001.13 − 3000.00)
+  });
+
+  it("keeps the REST figures without a quote, for a closed position, or without a REST mark", () => {
+    expect(markToLive(infy, undefined)).toBe(infy);
+    expect(markToLive(infy, "garbage")).toBe(infy);
+    const closed = { ...sample[2]!, average_price: null };
+    expect(markToLive(closed, "1700.00")).toBe(closed);
+    const unmarked = markToLive({ ...infy, last_price: null, day_pnl: null, unrealised_pnl: null }, "1500.00");
+    expect(unmarked.day_pnl).toBeNull();
+    expect(unmarked.unrealised_pnl).toBe("50.00");
+  });
+
+  it("feeds computeSummary: equity, day and unrealised follow the live mark", () => {
+    const s = computeSummary([markToLive(infy, "1510.10"), sample[1]!, sample[2]!], balance);
+    expect(s.equity).toBe("115075.25"); // 100000.00 + 15101.00 − 25.75
+    expect(s.dayPnl).toBe("190.65"); // 220.75 − 40.10 + 10.00
+    expect(s.unrealisedPnl).toBe("125.25"); // 151.00 − 25.75
   });
 });

@@ -6,8 +6,11 @@
  * margin is already inside the wallet total). A figure that needs a mark the server does not
  * have (last_price / unrealised_pnl / day_pnl null on an open position) is null rather than a
  * wrong number, and `missing*` lists the symbols to say why.
+ *
+ * `markToLive` re-marks a REST position to a live quote (the positions table and the summary strip
+ * both use it, so they agree after every `quotes:` frame).
  */
-import { add, mulInt, parseDec, toString, type Dec } from "./decimal";
+import { add, mulInt, parseDec, sub, toString, type Dec } from "./decimal";
 
 export interface SummaryPosition {
   symbol: string;
@@ -35,6 +38,33 @@ export interface AccountSummary {
   missingMarks: string[];
   /** open positions without a day P&L (so day P&L is unknown) */
   missingDayPnl: string[];
+}
+
+/**
+ * A position re-marked to the live last price, exactly:
+ * - unrealised P&L = (live − average) × quantity (what the positions table shows);
+ * - day P&L = REST day_pnl + quantity × (live − REST last_price), i.e. the REST figure moved by
+ *   the price change since the server marked it;
+ * - last_price = live.
+ * A closed position, a missing/unparseable quote, or a missing average / REST mark leaves the
+ * corresponding REST figure as it is.
+ */
+export function markToLive<
+  P extends Pick<SummaryPosition, "quantity" | "last_price" | "unrealised_pnl" | "day_pnl"> & {
+    average_price?: string | null;
+  },
+>(p: P, live: string | null | undefined): P {
+  const mark = parseDec(live ?? "");
+  if (!mark || p.quantity === 0) return p;
+  const avg = parseDec(p.average_price ?? "");
+  const restMark = parseDec(p.last_price ?? "");
+  const restDay = parseDec(p.day_pnl ?? "");
+  return {
+    ...p,
+    last_price: live ?? p.last_price,
+    unrealised_pnl: avg ? toString(mulInt(sub(mark, avg), p.quantity)) : p.unrealised_pnl,
+    day_pnl: restDay && restMark ? toString(add(restDay, mulInt(sub(mark, restMark), p.quantity))) : p.day_pnl,
+  };
 }
 
 const ZERO: Dec = { units: 0n, scale: 0 };

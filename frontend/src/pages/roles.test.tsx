@@ -96,6 +96,15 @@ describe("roles", () => {
     await within(open).findByText("₹100.00");
     ws.receive({ type: "quote", channel: "quotes:NSE:INFY", data: { symbol: "NSE:INFY", last: "1512.35", bid: "1512.30", ask: "1512.40", volume: 1, ts: "2025-01-31T04:01:00Z" } });
     expect(await within(open).findByText("₹123.50")).toBeInTheDocument();
+    // the summary strip follows the same live mark and agrees with the table
+    const strip = screen.getByRole("region", { name: "Account summary" });
+    await within(strip).findByText("₹123.50"); // unrealised
+    expect(within(strip).getByLabelText("Unrealised P&L")).toHaveTextContent("₹123.50");
+    // day P&L: 50.00 + 10 x (1512.35 - 1510.00) = 73.50, in the strip and in the table
+    expect(within(strip).getByLabelText("Day P&L")).toHaveTextContent("₹73.50");
+    expect(within(open).getByText("₹73.50")).toBeInTheDocument();
+    // equity: 123456.78 + 10 x 1512.35 = 138580.28
+    expect(within(strip).getByLabelText("Equity")).toHaveTextContent("₹1,38,580.28");
     ws.drop(1006);
     expect(await screen.findByText(/Stale data/)).toBeInTheDocument();
   });
