@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from quantdesk.core.fills import FillModel
 
 
 class ConfigError(RuntimeError):
@@ -45,6 +50,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/quantdesk.db",
+    )
+    strategy_dir: Path | None = Field(
+        default=None, description="User strategy files; default <data_dir>/strategies."
     )
     redis_url: str | None = Field(default=None, description="Redis for bus, cache, throttles.")
     redis_prefix: str = Field(default="qd:", description="Prefix of every Redis key and channel.")
@@ -127,6 +135,21 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'quantdesk.db').as_posix()}"
+
+    def paper_fill_model(self) -> FillModel:
+        """The paper broker's fill model (the backtester's default too)."""
+        from quantdesk.core.fills import FillModel
+
+        return FillModel(
+            slippage_ticks=self.paper_slippage_ticks,
+            random_slippage_ticks=self.paper_random_slippage_ticks,
+            max_volume_share=self.paper_max_volume_share,
+            latency=timedelta(milliseconds=self.paper_latency_ms),
+        )
+
+    @property
+    def resolved_strategy_dir(self) -> Path:
+        return self.strategy_dir if self.strategy_dir is not None else self.data_dir / "strategies"
 
     @property
     def is_sqlite(self) -> bool:

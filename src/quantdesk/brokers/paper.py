@@ -35,7 +35,7 @@ import dataclasses
 import random
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -83,12 +83,7 @@ class Resting:
 
 
 def fill_model(settings: Settings) -> FillModel:
-    return FillModel(
-        slippage_ticks=settings.paper_slippage_ticks,
-        random_slippage_ticks=settings.paper_random_slippage_ticks,
-        max_volume_share=settings.paper_max_volume_share,
-        latency=timedelta(milliseconds=settings.paper_latency_ms),
-    )
+    return settings.paper_fill_model()
 
 
 def paper_trade_id(order: Order) -> str:

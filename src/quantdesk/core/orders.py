@@ -255,6 +255,20 @@ class OrderEvent:
     trade_id: str | None = None
 
 
+_ORDER_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Order))
+_SET = object.__setattr__
+
+
+def _evolve(order: Order, **changes: object) -> Order:
+    """A copy of ``order`` with ``changes`` to fields that need no re-validation (status and
+    fill state, already checked by the caller). ``dataclasses.replace`` re-runs every check and
+    cost ~10 us a transition; this is a plain field copy."""
+    new = object.__new__(Order)
+    for name in _ORDER_FIELDS:
+        _SET(new, name, changes[name] if name in changes else getattr(order, name))
+    return new
+
+
 def _guard(order: Order, to: OrderStatus, action: OrderAction, at: datetime) -> None:
     """Refuse a transition the state machine does not allow; terminal states never change."""
     if at.tzinfo is None or at.utcoffset() is None:
@@ -283,7 +297,7 @@ def accept(order: Order, *, at: datetime, reason: str = "accepted") -> tuple[Ord
             f"order {order.id} is already {order.status}",
             {"order_id": order.id, "status": str(order.status), "action": "ACCEPT"},
         )
-    new = dataclasses.replace(order, status=OrderStatus.OPEN)
+    new = _evolve(order, status=OrderStatus.OPEN)
     return new, _event(order, new, OrderAction.ACCEPT, at, reason)
 
 
@@ -320,7 +334,7 @@ def fill(
         )
     filled = order.filled_quantity + quantity
     to = OrderStatus.FILLED if filled == order.quantity else OrderStatus.PARTIALLY_FILLED
-    new = dataclasses.replace(
+    new = _evolve(
         order,
         status=to,
         filled_quantity=filled,
@@ -349,7 +363,7 @@ def _give_up(
     order: Order, to: OrderStatus, action: OrderAction, at: datetime, reason: str
 ) -> tuple[Order, OrderEvent]:
     _guard(order, to, action, at)
-    new = dataclasses.replace(order, status=to)
+    new = _evolve(order, status=to)
     return new, _event(order, new, action, at, reason, order.remaining_quantity)
 
 
@@ -396,7 +410,7 @@ def trigger(
             f"order {order.id} is not an untriggered stop order",
             {"order_id": order.id, "order_type": str(order.order_type)},
         )
-    new = dataclasses.replace(order, triggered=True)
+    new = _evolve(order, triggered=True)
     return new, _event(order, new, OrderAction.TRIGGER, at, reason)
 
 

@@ -30,9 +30,11 @@ from quantdesk.market.store import BarStore
 __all__ = [
     "CANDLE_COLUMNS",
     "INTERVALS",
+    "CandleArrays",
     "CandleInterval",
     "CandleSource",
     "InvalidIntervalError",
+    "candle_arrays",
     "candles",
 ]
 
@@ -77,6 +79,9 @@ class _Bars:
         return _Bars(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
 
+CandleArrays = _Bars
+
+
 def _empty() -> _Bars:
     ints, floats = np.empty(0, np.int64), np.empty(0, np.float64)
     return _Bars(ints, ints, ints, floats, floats, floats, floats, ints)
@@ -98,6 +103,20 @@ def candles(
     Raises InvalidIntervalError for an unknown interval or an intraday interval with
     ``source="1d"``.
     """
+    return _to_frame(candle_arrays(store, symbol, interval, start, end, source=source))
+
+
+def candle_arrays(
+    store: BarStore,
+    symbol: str,
+    interval: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    source: CandleSource = "auto",
+) -> CandleArrays:
+    """What :func:`candles` returns, as aligned numpy columns with each candle's end time and
+    session date too (UTC epoch microseconds; session as days since 1970-01-01)."""
     if interval not in INTERVALS:
         raise InvalidIntervalError(f"interval must be one of {INTERVALS}, got {interval!r}")
     if interval in _STEP_SECONDS and source == "1d":
@@ -115,7 +134,7 @@ def candles(
             result = daily
         else:
             result = _aggregate(daily, _iso_week(daily.session), keys_are_times=False)
-    return _to_frame(_overlapping(result, start, end))
+    return _overlapping(result, start, end)
 
 
 def _session_range(

@@ -1,0 +1,1 @@
+"""Backtesting: the event-driven engine, the vectorized path, costs, metrics and reports."""

@@ -1,0 +1,237 @@
+"""``quantdesk backtest ...`` and ``quantdesk strategies ...``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from quantdesk.backtest.result import BacktestResult
+    from quantdesk.settings import Settings
+    from quantdesk.strategy.registry import Registry
+
+backtest_app = typer.Typer(help="Backtest strategies over stored bars.", no_args_is_help=True)
+strategies_app = typer.Typer(help="Strategies: built-in and user files.", no_args_is_help=True)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from quantdesk.cli import _settings
+
+    return _settings()
+
+
+def _registry(settings: Settings) -> Registry:
+    from quantdesk.strategy.registry import Registry
+
+    registry = Registry(settings.resolved_strategy_dir)
+    for e in registry.errors:
+        where = f"{e.file}:{e.line}" if e.line else e.file
+        err.print(f"[yellow]strategy file skipped[/] {where}: {e.message}")
+    return registry
+
+
+def _fail(code: str, message: str) -> typer.Exit:
+    err.print(f"[bold red]Error[/] ({code}): {message}")
+    return typer.Exit(2)
+
+
+@strategies_app.command("list")
+def strategies_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """List strategies with their parameters (JSON Schema with --json)."""
+    registry = _registry(_settings())
+    described = registry.describe_all()
+    if as_json:
+        doc = {"strategies": described, "errors": [e.as_dict() for e in registry.errors]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    table = Table("name", "source", "vector", "parameters (default)", "description")
+    for d in described:
+        props = d["params_schema"].get("properties", {})
+        params = ", ".join(f"{k}={v.get('default')}" for k, v in props.items())
+        table.add_row(
+            d["name"], d["source"], "yes" if d["vectorized"] else "", params, d["description"]
+        )
+    out.print(table)
+
+
+def _metrics_table(result: BacktestResult) -> Table:
+    m = result.metrics
+    bench = m.get("benchmark") or {}
+    table = Table("metric", "strategy", f"benchmark ({result.run.get('benchmark')})")
+
+    def fmt(v: Any, pct: bool) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v * 100:.2f}%" if pct else f"{v:.3f}"
+        return str(v)
+
+    rows = [
+        ("total_return", True),
+        ("cagr", True),
+        ("annual_volatility", True),
+        ("sharpe", False),
+        ("sortino", False),
+        ("calmar", False),
+        ("max_drawdown", True),
+        ("max_drawdown_duration_days", False),
+        ("win_rate", True),
+        ("profit_factor", False),
+        ("average_trade", False),
+        ("trades", False),
+        ("exposure", True),
+        ("turnover", False),
+    ]
+    for key, pct in rows:
+        table.add_row(key, fmt(m.get(key), pct), fmt(bench.get(key), pct) if bench else "")
+    return table
+
+
+@backtest_app.command("run")
+def backtest_run(
+    strategy: Annotated[
+        str, typer.Argument(help="Strategy name (see `quantdesk strategies list`).")
+    ],
+    symbols: Annotated[str, typer.Option("--symbols", help="NSE:INFY[,NSE:TCS...]")] = "",
+    interval: Annotated[str, typer.Option(help="1m|5m|15m|30m|1h|1d")] = "1d",
+    start: Annotated[str, typer.Option(help="First session, YYYY-MM-DD.")] = "",
+    end: Annotated[str, typer.Option(help="Last session, YYYY-MM-DD.")] = "",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Strategy parameter k=v (repeatable).")
+    ] = None,
+    cash: Annotated[str, typer.Option(help="Starting cash (INR).")] = "1000000",
+    costs: Annotated[str, typer.Option(help="india | bps:N")] = "india",
+    slippage_bps: Annotated[
+        str | None,
+        typer.Option(help="Slippage in basis points (default: the paper broker's setting)."),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="event | vector")] = "event",
+    seed: Annotated[int, typer.Option(help="Seed of random slippage.")] = 0,
+    benchmark: Annotated[
+        str | None, typer.Option(help="Benchmark symbol (default: the symbol, or equal weight).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the HTML tearsheet to this file.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Backtest STRATEGY over stored bars; prints the metrics (or JSON with --json)."""
+    from pydantic import ValidationError
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from quantdesk.backtest.runner import BacktestError, BacktestRequest, parse_param, run_backtest
+    from quantdesk.bootstrap import bar_store
+
+    settings = _settings()
+    registry = _registry(settings)
+    try:
+        params = dict(parse_param(p) for p in (param or []))
+        request = BacktestRequest.model_validate(
+            {
+                "strategy": strategy,
+                "symbols": [s for s in symbols.split(",") if s.strip()],
+                "interval": interval,
+                "start": _date(start, "--start"),
+                "end": _date(end, "--end"),
+                "params": params,
+                "cash": cash,
+                "costs": costs,
+                "slippage_bps": slippage_bps,
+                "engine": engine,
+                "seed": seed,
+                "benchmark": benchmark,
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise _fail("BACKTEST_BAD_REQUEST", f"{field}: {first['msg']}") from exc
+    except BacktestError as exc:
+        raise _fail(exc.code, str(exc)) from exc
+
+    with Progress(
+        TextColumn("backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=err.is_terminal,
+    ) as bars:
+        task = bars.add_task("bars", total=0)
+
+        def progress(done: int, total: int) -> None:
+            bars.update(task, completed=done, total=total)
+
+        try:
+            result = run_backtest(
+                request,
+                store=bar_store(settings),
+                registry=registry,
+                paper_fill_model=settings.paper_fill_model(),
+                specs=_specs(request.symbols),
+                progress=progress,
+            )
+        except BacktestError as exc:
+            raise _fail(exc.code, str(exc)) from exc
+        except Exception as exc:
+            trace = getattr(exc, "trace", None)
+            if trace:
+                err.print(trace)
+            code = getattr(exc, "code", "BACKTEST_FAILED")
+            raise _fail(code, str(exc)) from exc
+    if report is not None:
+        from quantdesk.backtest.tearsheet import write_report
+
+        write_report(result, report)
+    if as_json:
+        sys.stdout.write(json.dumps(result.summary(), indent=2, default=str) + "\n")
+        return
+    out.print(
+        f"[bold]{strategy}[/] on {', '.join(request.symbols)} {interval} "
+        f"{request.start}..{request.end}: {result.bars:,} bars in {result.seconds:.3f}s, "
+        f"{len(result.fills)} fills, {len(result.round_trips)} round trips, "
+        f"final equity {result.final_equity} (costs {request.costs}, charges "
+        f"{result.charges['total']})"
+    )
+    out.print(_metrics_table(result))
+    if report is not None:
+        out.print(f"report: {report}")
+
+
+def _date(text: str, flag: str) -> date:
+    from quantdesk.backtest.runner import BacktestError
+
+    if not text:
+        raise BacktestError("BACKTEST_BAD_REQUEST", f"{flag} is required (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BacktestError(
+            "BACKTEST_BAD_REQUEST", f"{flag} must be a date as YYYY-MM-DD, got {text!r}"
+        ) from None
+
+
+def _specs(symbols: list[str]) -> dict[str, Any]:
+    """Tick and lot sizes of the shipped universe (others default to a 0.05 tick, lot 1)."""
+    from quantdesk.market.instruments import demo_universe
+
+    rows = {str(r.ref): r.spec for r in demo_universe()}
+    return {s: rows[s] for s in symbols if s in rows}

@@ -1,0 +1,155 @@
+"""A backtest's bars: candles of several symbols on one timeline, as numpy arrays.
+
+Bars come from the Parquet store through :func:`quantdesk.market.candles.candle_arrays` (so a
+5m or 1h backtest sees exactly the candles the charts show). Symbols are aligned on the union of
+their bar times; a symbol without a bar at some time carries its last bar forward there
+(``present`` is False), so it can be valued but does not trade on a bar it did not have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from quantdesk.market.calendars import ExchangeCalendar
+from quantdesk.market.candles import INTERVALS, candle_arrays
+from quantdesk.market.store import BarStore, normalise_symbol
+
+__all__ = ["BacktestDataError", "Dataset", "load_dataset"]
+
+_US = 1_000_000
+_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class BacktestDataError(ValueError):
+    """The requested data cannot make a backtest: unknown symbol, empty range, no bars."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Bars of ``symbols`` on one timeline. Times are UTC epoch microseconds."""
+
+    symbols: tuple[str, ...]
+    interval: str
+    time: np.ndarray  # bar start, int64
+    end: np.ndarray  # bar end (a session's last bar ends at the close), int64
+    session: np.ndarray  # exchange-local session date, days since 1970-01-01, int64
+    session_close: np.ndarray  # close instant of each bar's session, int64
+    fields: dict[str, dict[str, np.ndarray]]  # symbol -> open/high/low/close/volume (float64)
+    present: dict[str, np.ndarray]  # symbol -> bool, a real bar at this time
+    calendar: ExchangeCalendar | None = None
+    fingerprint: str = field(default="")
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def last_in_session(self) -> np.ndarray:
+        """True on each session's last bar."""
+        return np.r_[self.session[1:] != self.session[:-1], True] if len(self) else self.session
+
+    def datetime_at(self, i: int) -> datetime:
+        return datetime.fromtimestamp(int(self.time[i]) / _US, UTC)
+
+    def end_at(self, i: int) -> datetime:
+        return datetime.fromtimestamp(int(self.end[i]) / _US, UTC)
+
+    def bars_processed(self) -> int:
+        """Symbol-bars in the run (what speed is quoted in)."""
+        return int(sum(int(p.sum()) for p in self.present.values()))
+
+
+def _bounds(calendar: ExchangeCalendar, start: date, end: date) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(str(calendar.tz)) if not isinstance(calendar.tz, ZoneInfo) else calendar.tz
+    lo = datetime.combine(start, time(0), tz)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tz)
+    return lo, hi
+
+
+def load_dataset(
+    store: BarStore, symbols: list[str], interval: str, start: date, end: date
+) -> Dataset:
+    """Candles of ``symbols`` from session ``start`` to session ``end`` (both included)."""
+    if interval not in INTERVALS or interval == "1w":
+        raise BacktestDataError(
+            "BACKTEST_BAD_INTERVAL",
+            f"interval must be one of {', '.join(i for i in INTERVALS if i != '1w')}",
+        )
+    if not symbols:
+        raise BacktestDataError("BACKTEST_NO_SYMBOLS", "give at least one symbol")
+    if end < start:
+        raise BacktestDataError(
+            "BACKTEST_BAD_RANGE", f"the date range is inverted: start {start} is after end {end}"
+        )
+    names = [normalise_symbol(s) for s in symbols]
+    if len(set(names)) != len(names):
+        raise BacktestDataError("BACKTEST_DUPLICATE_SYMBOL", "a symbol is listed twice")
+    known = set(store.symbols())
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        raise BacktestDataError(
+            "BACKTEST_UNKNOWN_SYMBOL", f"no stored bars for {', '.join(unknown)}"
+        )
+    calendar = store.calendar(names[0])
+    lo, hi = _bounds(calendar, start, end)
+    per_symbol = {s: candle_arrays(store, s, interval, lo, hi) for s in names}
+    empty = [s for s, bars in per_symbol.items() if len(bars) == 0]
+    if empty:
+        raise BacktestDataError(
+            "BACKTEST_NO_DATA",
+            f"no {interval} bars for {', '.join(empty)} between {start} and {end}",
+        )
+    timeline = np.unique(np.concatenate([b.time for b in per_symbol.values()]))
+    n = len(timeline)
+    end_at = np.zeros(n, np.int64)
+    session = np.zeros(n, np.int64)
+    fields: dict[str, dict[str, np.ndarray]] = {}
+    present: dict[str, np.ndarray] = {}
+    digest = hashlib.sha256()
+    for s, bars in per_symbol.items():
+        where = np.searchsorted(timeline, bars.time)
+        mask = np.zeros(n, bool)
+        mask[where] = True
+        end_at[where] = np.maximum(end_at[where], bars.end)
+        session[where] = bars.session
+        # Forward-fill: the index (into this symbol's bars) of its last bar at or before each
+        # time; before its first bar, the first bar (flagged not present).
+        rank = np.maximum(np.cumsum(mask) - 1, 0)
+        cols: dict[str, np.ndarray] = {}
+        for name in _FIELDS:
+            values = np.asarray(getattr(bars, name), dtype=np.float64)
+            cols[name] = np.ascontiguousarray(values[rank])
+        # A carried-forward bar has no range and no volume: it is the last close, flat.
+        carried = ~mask
+        for name in ("open", "high", "low"):
+            cols[name][carried] = cols["close"][carried]
+        cols["volume"][carried] = 0.0
+        fields[s] = cols
+        present[s] = mask
+        digest.update(s.encode())
+        for name in ("time", "open", "high", "low", "close", "volume"):
+            digest.update(np.ascontiguousarray(getattr(bars, name)).tobytes())
+    arrays = calendar.session_arrays()
+    days = arrays["date"].astype("datetime64[D]").astype(np.int64)
+    idx = np.clip(np.searchsorted(days, session), 0, len(days) - 1)
+    session_close = (arrays["close"][idx] // 1000).astype(np.int64)
+    return Dataset(
+        symbols=tuple(names),
+        interval=interval,
+        time=timeline.astype(np.int64),
+        end=end_at,
+        session=session,
+        session_close=session_close,
+        fields=fields,
+        present=present,
+        calendar=calendar,
+        fingerprint=digest.hexdigest(),
+    )
