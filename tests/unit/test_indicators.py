@@ -50,8 +50,13 @@ def stream(ind: Indicator, *arrays: np.ndarray) -> dict[str, np.ndarray]:
 def assert_bit_identical(a: np.ndarray, b: np.ndarray) -> None:
     assert a.dtype == b.dtype == np.float64
     assert a.shape == b.shape
-    assert np.array_equal(a, b, equal_nan=True)
+    assert np.array_equal(a, b, equal_nan=True), f"first difference at {first_difference(a, b)}"
     assert np.array_equal(a.view(np.uint64), b.view(np.uint64))  # even signed zeros and NaNs
+
+
+def first_difference(a: np.ndarray, b: np.ndarray) -> str:
+    i = int(np.flatnonzero(~((a == b) | (np.isnan(a) & np.isnan(b))))[0])
+    return f"index {i}: {a[i]!r} != {b[i]!r}"
 
 
 def first_value(a: np.ndarray) -> int:

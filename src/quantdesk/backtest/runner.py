@@ -18,13 +18,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from quantdesk import __version__
+from quantdesk.core.charges import ChargesError
 from quantdesk.core.fills import FillModel
 from quantdesk.core.instruments import InstrumentSpec
 from quantdesk.market.store import BarStore, normalise_symbol
 from quantdesk.strategy.base import InvalidParams, Strategy, source_hash
 from quantdesk.strategy.registry import Registry, UnknownStrategy
 
-from .costs import parse_costs
+from .costs import CostModel, IndiaCosts, parse_costs
 from .data import BacktestDataError, Dataset, load_dataset
 from .engine import EngineConfig, EventEngine
 from .result import BacktestResult, build_result
@@ -129,11 +130,13 @@ def prepare(
         data = load_dataset(store, request.symbols, request.interval, request.start, request.end)
     except BacktestDataError as exc:
         raise BacktestError(exc.code, str(exc)) from exc
+    costs = parse_costs(request.costs)
+    _check_costs_cover(costs, data)
     model = _fill_model(request, paper_fill_model or FillModel(max_volume_share=None))
     known = dict(specs or {})
     config = EngineConfig(
         cash=request.cash,
-        costs=parse_costs(request.costs),
+        costs=costs,
         fill_model=model,
         specs={s: known.get(s) or InstrumentSpec(tick_size=DEFAULT_TICK) for s in data.symbols},
         seed=request.seed,
@@ -151,6 +154,23 @@ def prepare(
                 f"{cls.name} has no vectorized form; use --engine event",
             )
     return Prepared(request, strategy, data, config)
+
+
+def _check_costs_cover(costs: CostModel, data: Dataset) -> None:
+    """The india schedule has dated rows: a run outside them cannot be charged honestly."""
+    if not isinstance(costs, IndiaCosts) or not len(data):
+        return
+    for day in (int(data.session[0]), int(data.session[-1])):
+        when = date(1970, 1, 1) + timedelta(days=day)
+        try:
+            costs.calculator.schedule.rates_on(when)
+            costs.calculator.tariff.rates_on(when)
+        except ChargesError as exc:
+            raise BacktestError(
+                "BACKTEST_COSTS_UNAVAILABLE",
+                f"the india charges schedule does not cover {when} ({exc}); backtest that "
+                "period with --costs bps:N instead",
+            ) from exc
 
 
 def _benchmark(p: Prepared, store: BarStore) -> tuple[np.ndarray | None, str | None]:

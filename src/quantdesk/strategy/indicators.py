@@ -14,7 +14,6 @@ or NaN (batch) during warm-up; ``warmup`` is the index of the primary output's f
 from __future__ import annotations
 
 import math
-import operator
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,15 +29,11 @@ FloatArray: TypeAlias = npt.NDArray[np.float64]
 
 def _period(name: str, value: object, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, else ``ValueError``."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return n
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _seq_sum(values: list[float]) -> float:
@@ -311,12 +306,9 @@ class Bollinger(Indicator):
 
     def __init__(self, period: int = 20, k: float = 2.0) -> None:
         self.period = _period("period", period)
-        try:
-            self.k = float(k)
-        except (TypeError, ValueError):
-            raise ValueError(f"k must be a number, got {k!r}") from None
+        self.k = float(k) if isinstance(k, int | float) and not isinstance(k, bool) else math.nan
         if not (math.isfinite(self.k) and self.k > 0):
-            raise ValueError(f"k must be finite and > 0, got {k!r}")
+            raise ValueError(f"k must be a finite number > 0, got {k!r}")
         self._args = (self.period, self.k)
         w = self.period - 1
         self._set_warmup(mid=w, upper=w, lower=w, percent_b=w)
