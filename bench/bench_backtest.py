@@ -48,7 +48,7 @@ def minute_bars(n: int) -> pd.DataFrame:
     sessions = math.ceil(n / 375) + 10
     years = sessions / 245
     start = date(2024, 12, 31).replace(year=2024 - math.ceil(years))
-    frame = generate_bars(SYMBOL, start, date(2024, 12, 31), seed=7, start_price=1000.0)
+    frame = generate_bars(SYMBOL, start, date(2024, 12, 31), seed=7, start_price=100.0)
     return frame.iloc[-n:].reset_index(drop=True)
 
 

@@ -50,12 +50,13 @@ async def ensure_demo_users(settings: Settings) -> list[DemoCredential]:
             if await users.count_users(db) > 0:
                 return []
             created = []
+            trader_id = None
             for name, role, given in (
                 ("admin", Role.ADMIN, settings.demo_admin_password),
                 ("trader", Role.TRADER, settings.demo_trader_password),
             ):
                 password = given.get_secret_value() if given else _generate_password()
-                await users.create_user(
+                user = await users.create_user(
                     db,
                     cli_actor(),
                     username=name,
@@ -63,10 +64,23 @@ async def ensure_demo_users(settings: Settings) -> list[DemoCredential]:
                     role=role,
                     bcrypt_rounds=settings.bcrypt_rounds,
                 )
+                if role is Role.TRADER:
+                    trader_id = user.id
                 created.append(DemoCredential(name, password, role, given is None))
+            if trader_id is not None:
+                # Paper cash, so the demo trader can place an order and run a strategy at once.
+                from quantdesk.wallet import service as wallet_service
+
+                await wallet_service.deposit(
+                    db, cli_actor(), trader_id, DEMO_CASH, note="demo paper cash"
+                )
             return created
     finally:
         await engine.dispose()
+
+
+DEMO_CASH = "1000000"
+"""Paper cash deposited for the demo trader on the first start (INR 10,00,000)."""
 
 
 def _generate_password() -> str:

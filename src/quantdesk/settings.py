@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     feed_seed: int = 0
     replay_speed: float = Field(default=60.0, ge=0, description="Replay speed; 0 = flat out.")
     replay_sessions: int = Field(default=1, ge=1, le=250, description="Sessions to replay.")
+    replay_spread_ticks: int = Field(
+        default=1, ge=0, le=100, description="Replay quotes' half spread, in ticks."
+    )
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     ui_dir: Path | None = Field(default=None, description="Built UI; default frontend/dist.")
 
@@ -101,6 +104,16 @@ class Settings(BaseSettings):
     )
     risk_monitor_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often loss and drawdown limits are checked."
+    )
+    backtest_workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Backtest jobs run at once by this process, each in a worker process "
+        "(0: this process runs none; API-only processes).",
+    )
+    backtest_timeout_seconds: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400, description="A backtest job running longer fails."
     )
 
     # Alerts (docs/alerts.md): a channel is enabled only when it is configured.

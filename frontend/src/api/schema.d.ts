@@ -525,6 +525,253 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/strategies/{name}/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deploy a strategy on the paper broker, trading your account
+         * @description Runs the strategy as you on the paper broker, on the live or replayed feed: bars are built at the strategy's interval, every order's client_order_id starts with `dep-<id>-`. Risk halts and kill switches stop it; it survives a restart. Unknown strategy: 404 STRATEGY_NOT_FOUND; bad parameters: 422 STRATEGY_BAD_PARAMS; unknown symbol: 422 DEPLOYMENT_UNKNOWN_SYMBOL.
+         */
+        post: operations["create_deployment_api_v1_strategies__name__deployments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Deployments: your own (admins and viewers: everyone's), newest first */
+        get: operations["list_deployments_api_v1_deployments_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{deployment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One deployment */
+        get: operations["read_deployment_api_v1_deployments__deployment_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{deployment_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause a deployment: indicators stay current, no orders are sent (audited) */
+        post: operations["pause_deployment_api_v1_deployments__deployment_id__pause_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{deployment_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a paused deployment (audited) */
+        post: operations["resume_deployment_api_v1_deployments__deployment_id__resume_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{deployment_id}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stop a deployment for good (409 DEPLOYMENT_ENDED afterwards; audited) */
+        post: operations["stop_deployment_api_v1_deployments__deployment_id__stop_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/deployments/{deployment_id}/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A deployment's fills, charges and P&L */
+        get: operations["deployment_activity_api_v1_deployments__deployment_id__activity_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/strategies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Built-in and user strategies with their parameters' JSON Schema
+         * @description User strategy files are read afresh on each call; a file that fails to load is listed in `errors` (file, line, message) and skipped.
+         */
+        get: operations["list_strategies_api_v1_strategies_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backtests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Backtests, newest first (keyset pagination: pass next_cursor as `before`)
+         * @description A trader sees its own; a viewer and an admin see everyone's.
+         */
+        get: operations["list_backtests_api_v1_backtests_get"];
+        put?: never;
+        /**
+         * Queue a backtest (checked completely first; a refused request stores nothing)
+         * @description Errors (422): BACKTEST_BAD_REQUEST (a field the runner refuses, details name it), STRATEGY_NOT_FOUND, STRATEGY_BAD_PARAMS (details.errors), BACKTEST_BAD_RANGE, BACKTEST_UNKNOWN_SYMBOL, BACKTEST_DUPLICATE_SYMBOL, BACKTEST_NO_DATA, BACKTEST_BAD_BENCHMARK, BACKTEST_COSTS_UNAVAILABLE, BACKTEST_VECTOR_UNSUPPORTED, BACKTEST_STRATEGY_FAILED (the strategy raised while it was set up).
+         */
+        post: operations["create_backtest_api_v1_backtests_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backtests/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One backtest: status, progress, request, summary with metrics, error */
+        get: operations["get_backtest_api_v1_backtests__run_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a queued or running backtest
+         * @description A queued run is cancelled at once; a running one is cancelled at once and its worker stops within seconds. Errors: BACKTEST_FINISHED (409: it succeeded, failed or was cancelled already).
+         */
+        delete: operations["cancel_backtest_api_v1_backtests__run_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backtests/{run_id}/trades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A finished backtest's fills and round trips (money as decimal strings)
+         * @description Errors: BACKTEST_NOT_SUCCEEDED (409: queued, running, failed or cancelled), BACKTEST_RESULT_MISSING (404: its files were removed).
+         */
+        get: operations["backtest_trades_api_v1_backtests__run_id__trades_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backtests/{run_id}/equity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A finished backtest's equity curve, benchmark and drawdown per bar
+         * @description At most `max_points` points: the curve is cut into that many equal buckets of bars and each bucket's LAST bar is kept (so the final point is always there; a dip inside a bucket may not be). Errors: BACKTEST_NOT_SUCCEEDED (409: queued, running, failed or cancelled), BACKTEST_RESULT_MISSING (404: its files were removed).
+         */
+        get: operations["backtest_equity_api_v1_backtests__run_id__equity_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backtests/{run_id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A finished backtest's HTML tearsheet
+         * @description Errors: BACKTEST_NOT_SUCCEEDED (409: queued, running, failed or cancelled), BACKTEST_RESULT_MISSING (404: its files were removed).
+         */
+        get: operations["backtest_report_api_v1_backtests__run_id__report_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -577,6 +824,216 @@ export interface components {
             items: components["schemas"]["AuditEntry"][];
             /** Next Cursor */
             next_cursor: number | null;
+        };
+        /** BacktestEquityOut */
+        BacktestEquityOut: {
+            /** Points */
+            points: components["schemas"]["EquityPointOut"][];
+        };
+        /** BacktestErrorOut */
+        BacktestErrorOut: {
+            /** Code */
+            code: string;
+            /** Message */
+            message: string;
+            /**
+             * Trace
+             * @description The traceback, when code raised
+             */
+            trace?: string | null;
+        };
+        /** BacktestFillOut */
+        BacktestFillOut: {
+            /**
+             * Time
+             * Format: date-time
+             */
+            time: string;
+            /** Order Id */
+            order_id: string;
+            /** Symbol */
+            symbol: string;
+            /** Side */
+            side: string;
+            /** Product */
+            product: string;
+            /** Quantity */
+            quantity: number;
+            /** Price */
+            price: string;
+            /** Fees */
+            fees: string;
+            /** Tag */
+            tag: string | null;
+        };
+        /**
+         * BacktestIn
+         * @description What to backtest: the fields of ``quantdesk backtest run`` (a unit test keeps them equal
+         *     to :class:`~quantdesk.backtest.runner.BacktestRequest`'s).
+         */
+        BacktestIn: {
+            /**
+             * Strategy
+             * @description See GET /strategies
+             */
+            strategy: string;
+            /**
+             * Symbols
+             * @example [
+             *       "NSE:INFY"
+             *     ]
+             */
+            symbols: string[];
+            /**
+             * Interval
+             * @default 1d
+             * @enum {string}
+             */
+            interval: "1m" | "5m" | "15m" | "30m" | "1h" | "1d";
+            /**
+             * Start
+             * Format: date
+             * @description First session
+             */
+            start: string;
+            /**
+             * End
+             * Format: date
+             * @description Last session (included)
+             */
+            end: string;
+            /**
+             * Params
+             * @description Strategy parameters (its params_schema)
+             */
+            params?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Cash
+             * @description Starting cash in rupees, > 0 and <= 10^12
+             * @default 1000000
+             */
+            cash: string | number;
+            /**
+             * Costs
+             * @description india (the dated NSE schedule) or bps:N
+             * @default india
+             */
+            costs: string;
+            /**
+             * Slippage Bps
+             * @description 0 to 1000; default: the paper broker's fill model
+             */
+            slippage_bps?: string | number | null;
+            /**
+             * Engine
+             * @default event
+             * @enum {string}
+             */
+            engine: "event" | "vector";
+            /**
+             * Seed
+             * @default 0
+             */
+            seed: number;
+            /**
+             * Benchmark
+             * @description A symbol (default: the symbol, or their equal weight)
+             */
+            benchmark?: string | null;
+        };
+        /** BacktestOut */
+        BacktestOut: {
+            /** Id */
+            id: string;
+            /** User Id */
+            user_id: number;
+            status: components["schemas"]["BacktestStatus"];
+            /**
+             * Progress
+             * @description 0 to 1; 1 once it succeeded
+             */
+            progress: number;
+            request: components["schemas"]["BacktestRequestOut"];
+            /**
+             * Summary
+             * @description When succeeded: counts, final equity, charges, metrics, reproducibility (the document `quantdesk backtest run --json` prints)
+             */
+            summary: {
+                [key: string]: unknown;
+            } | null;
+            /** @description When failed */
+            error: components["schemas"]["BacktestErrorOut"] | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Started At */
+            started_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+        };
+        /** BacktestPageOut */
+        BacktestPageOut: {
+            /** Items */
+            items: components["schemas"]["BacktestOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as `before` for the next (older) page
+             */
+            next_cursor: string | null;
+        };
+        /**
+         * BacktestRequestOut
+         * @description The request as it runs: symbols and costs normalised, defaults filled in.
+         */
+        BacktestRequestOut: {
+            /** Strategy */
+            strategy: string;
+            /** Symbols */
+            symbols: string[];
+            /** Interval */
+            interval: string;
+            /**
+             * Start
+             * Format: date
+             */
+            start: string;
+            /**
+             * End
+             * Format: date
+             */
+            end: string;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /** Cash */
+            cash: string;
+            /** Costs */
+            costs: string;
+            /** Slippage Bps */
+            slippage_bps: string | null;
+            /** Engine */
+            engine: string;
+            /** Seed */
+            seed: number;
+            /** Benchmark */
+            benchmark: string | null;
+        };
+        /**
+         * BacktestStatus
+         * @enum {string}
+         */
+        BacktestStatus: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        /** BacktestTradesOut */
+        BacktestTradesOut: {
+            /** Fills */
+            fills: components["schemas"]["BacktestFillOut"][];
+            /** Round Trips */
+            round_trips: components["schemas"]["RoundTripOut"][];
         };
         /** BalanceOut */
         BalanceOut: {
@@ -746,6 +1203,131 @@ export interface components {
             breakeven_points: string;
         };
         /**
+         * DeploymentActivityOut
+         * @description What a deployment did: its orders' fills and its P&L (net of charges, positions at the
+         *     last price).
+         */
+        DeploymentActivityOut: {
+            /** Deployment Id */
+            deployment_id: string;
+            /** Orders */
+            orders: number;
+            /** Fills */
+            fills: components["schemas"]["DeploymentFillOut"][];
+            /** Charges */
+            charges: string;
+            /** Realised Pnl */
+            realised_pnl: string;
+            /** Unrealised Pnl */
+            unrealised_pnl: string;
+            /** Pnl */
+            pnl: string;
+            /** Positions */
+            positions: {
+                [key: string]: number;
+            };
+        };
+        /** DeploymentFillOut */
+        DeploymentFillOut: {
+            /** Order Id */
+            order_id: string;
+            /** Client Order Id */
+            client_order_id: string;
+            /** Symbol */
+            symbol: string;
+            /** Side */
+            side: string;
+            /** Product */
+            product: string;
+            /** Quantity */
+            quantity: number;
+            /** Price */
+            price: string;
+            /** Fees */
+            fees: string;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+        };
+        /** DeploymentIn */
+        DeploymentIn: {
+            /**
+             * Symbols
+             * @description Instruments to trade, EXCHANGE:SYMBOL (they must be in the instruments list)
+             */
+            symbols: string[];
+            /**
+             * Interval
+             * @description Bar interval the strategy runs on
+             * @default 1m
+             * @enum {string}
+             */
+            interval: "1m" | "5m" | "15m" | "30m" | "1h" | "1d";
+            /**
+             * Params
+             * @description Strategy parameters (see GET /strategies)
+             */
+            params?: {
+                [key: string]: unknown;
+            };
+        };
+        /** DeploymentListOut */
+        DeploymentListOut: {
+            /** Items */
+            items: components["schemas"]["DeploymentOut"][];
+        };
+        /** DeploymentOut */
+        DeploymentOut: {
+            /** Id */
+            id: string;
+            /** User Id */
+            user_id: number;
+            /** Strategy */
+            strategy: string;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /** Symbols */
+            symbols: string[];
+            /** Interval */
+            interval: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "running" | "paused" | "stopped" | "failed";
+            /**
+             * Orders Sent
+             * @description Orders the strategy has sent
+             */
+            orders_sent: number;
+            /**
+             * Bars
+             * @description Bars the strategy has seen
+             */
+            bars: number;
+            /**
+             * Error
+             * @description Why it stopped on its own: {code, message, trace?}
+             */
+            error: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /**
          * EntryKind
          * @enum {string}
          */
@@ -769,6 +1351,30 @@ export interface components {
             created_by: number | null;
             /** Postings */
             postings: components["schemas"]["PostingOut"][];
+        };
+        /** EquityPointOut */
+        EquityPointOut: {
+            /**
+             * Time
+             * Format: date-time
+             * @description Bar end, UTC
+             */
+            time: string;
+            /**
+             * Equity
+             * @description Cash plus positions at the close, rupees
+             */
+            equity: string;
+            /**
+             * Benchmark
+             * @description The benchmark bought with the initial cash
+             */
+            benchmark: string | null;
+            /**
+             * Drawdown
+             * @description Fraction below the running peak (<= 0)
+             */
+            drawdown: number | null;
         };
         /** ErrorBody */
         ErrorBody: {
@@ -1355,6 +1961,46 @@ export interface components {
          * @enum {string}
          */
         Role: "admin" | "trader" | "viewer";
+        /** RoundTripOut */
+        RoundTripOut: {
+            /** Symbol */
+            symbol: string;
+            /**
+             * Side
+             * @enum {string}
+             */
+            side: "LONG" | "SHORT";
+            /** Quantity */
+            quantity: number;
+            /**
+             * Entry Time
+             * Format: date-time
+             */
+            entry_time: string;
+            /**
+             * Exit Time
+             * Format: date-time
+             */
+            exit_time: string;
+            /**
+             * Entry Price
+             * @description Average entry price
+             */
+            entry_price: string;
+            /**
+             * Exit Price
+             * @description Average exit price
+             */
+            exit_price: string;
+            /** Gross Pnl */
+            gross_pnl: string;
+            /** Charges */
+            charges: string;
+            /** Net Pnl */
+            net_pnl: string;
+            /** Bars Held */
+            bars_held: number;
+        };
         /**
          * Segment
          * @description What a trade is charged as.
@@ -1386,6 +2032,56 @@ export interface components {
             halt_reason: string | null;
             /** Halted At */
             halted_at: string | null;
+        };
+        /** StrategiesOut */
+        StrategiesOut: {
+            /** Strategies */
+            strategies: components["schemas"]["StrategyOut"][];
+            /**
+             * Errors
+             * @description User strategy files that failed to load (skipped)
+             */
+            errors: components["schemas"]["StrategyLoadErrorOut"][];
+        };
+        /** StrategyLoadErrorOut */
+        StrategyLoadErrorOut: {
+            /** File */
+            file: string;
+            /** Line */
+            line: number | null;
+            /** Message */
+            message: string;
+        };
+        /** StrategyOut */
+        StrategyOut: {
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "builtin" | "user";
+            /**
+             * File
+             * @description The user strategy's file (null for a built-in)
+             */
+            file: string | null;
+            /** Default Interval */
+            default_interval: string;
+            /**
+             * Vectorized
+             * @description Has a vectorized form (engine=vector)
+             */
+            vectorized: boolean;
+            /**
+             * Params Schema
+             * @description The parameters' JSON Schema
+             */
+            params_schema: {
+                [key: string]: unknown;
+            };
         };
         /**
          * TimeInForce
@@ -3417,6 +4113,958 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_deployment_api_v1_strategies__name__deployments_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeploymentIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_deployments_api_v1_deployments_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentListOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    read_deployment_api_v1_deployments__deployment_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    pause_deployment_api_v1_deployments__deployment_id__pause_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    resume_deployment_api_v1_deployments__deployment_id__resume_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    stop_deployment_api_v1_deployments__deployment_id__stop_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    deployment_activity_api_v1_deployments__deployment_id__activity_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentActivityOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_strategies_api_v1_strategies_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StrategiesOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_backtests_api_v1_backtests_get: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["BacktestStatus"] | null;
+                /** @description next_cursor of the previous page */
+                before?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestPageOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_backtest_api_v1_backtests_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BacktestIn"];
+            };
+        };
+        responses: {
+            /** @description Queued; poll the Location, or follow the `jobs` WebSocket channel */
+            202: {
+                headers: {
+                    /** @description The run's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_backtest_api_v1_backtests__run_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The backtest's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    cancel_backtest_api_v1_backtests__run_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The backtest's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    backtest_trades_api_v1_backtests__run_id__trades_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The backtest's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestTradesOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    backtest_equity_api_v1_backtests__run_id__equity_get: {
+        parameters: {
+            query?: {
+                max_points?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The backtest's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestEquityOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    backtest_report_api_v1_backtests__run_id__report_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The backtest's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The HTML tearsheet (self-contained, no scripts) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
                 };
             };
             /** @description Missing, invalid or expired token */

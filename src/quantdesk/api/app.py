@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,9 +23,13 @@ from quantdesk.api.state import AppState
 from quantdesk.auth.router import router as auth_router
 from quantdesk.auth.service import AuthContext
 from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
+from quantdesk.backtest.jobs import start_backtest_runner
+from quantdesk.backtest.router import router as backtest_router
 from quantdesk.brokers.paper import start_paper_broker
 from quantdesk.charges.router import router as charges_router
 from quantdesk.db.engine import create_engine, create_sessionmaker
+from quantdesk.deploy.manager import DeploymentManager
+from quantdesk.deploy.router import router as deploy_router
 from quantdesk.errors import NotFound
 from quantdesk.market.router import router as market_router
 from quantdesk.market.runtime import start_market
@@ -50,6 +55,8 @@ def api_router() -> APIRouter:
     router.include_router(wallet_router)
     router.include_router(orders_router)
     router.include_router(risk_router)
+    router.include_router(deploy_router)
+    router.include_router(backtest_router)
     return router
 
 
@@ -80,19 +87,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         market = await start_market(settings, state.sessionmaker)
         state.extras.update(
-            bus=market.bus, quote_cache=market.cache, hub=market.hub, bar_store=market.store
+            bus=market.bus,
+            quote_cache=market.cache,
+            hub=market.hub,
+            bar_store=market.store,
+            clock=market.clock,
+            feed=market.feed,
         )
         alerts = create_alert_service(settings, bus=market.bus, metrics=alert_metrics)
         await alerts.start()
         state.extras["alerts"] = alerts
         paper = None
         if settings.paper_engine:
-            paper = await start_paper_broker(settings, state.sessionmaker, market.bus, market.cache)
+            paper = await start_paper_broker(
+                settings, state.sessionmaker, market.bus, market.cache, clock=market.clock
+            )
             paper.alerts = alerts
         state.extras["paper_broker"] = paper
         control = RiskControl(
             state.sessionmaker,
-            Oms(settings, quotes=market.cache, bus=market.bus),
+            Oms(settings, quotes=market.cache, bus=market.bus, clock=market.clock),
             notify=alerts.risk_hook(),
             on_halt=lambda kind: metrics.risk_halts.labels(kind).inc(),
             on_kill_switch=lambda scope, on: metrics.kill_switch.labels(
@@ -101,10 +115,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         control.start(settings.risk_monitor_seconds)
         state.extras["risk"] = control
+        market_oms = Oms(settings, quotes=market.cache, bus=market.bus, clock=market.clock)
+        state.extras["oms_marks"] = market_oms.marks
+        deployments = None
+        if paper is not None:
+            deployments = DeploymentManager(
+                settings,
+                state.sessionmaker,
+                bus=market.bus,
+                feed=market.feed,
+                paper=paper,
+                store=market.store,
+                oms=market_oms,
+                alerts=alerts,
+            )
+            await deployments.start()
+            # A replay must not start before the deployments it feeds are back.
+            if settings.feed.value == "replay":
+                await asyncio.wait_for(deployments.restored.wait(), timeout=60)
+        state.extras["deployments"] = deployments
+        state.extras["backtest_runner"] = await start_backtest_runner(
+            settings, state.sessionmaker, market.bus, alerts, bars_dir=market.store.root
+        )
+        await market.start_feed()
         app.state.qd = state
         try:
             yield
         finally:
+            if state.extras["backtest_runner"] is not None:
+                await state.extras["backtest_runner"].stop()
+            if deployments is not None:
+                await deployments.stop()
             await control.stop()
             if paper is not None:
                 await paper.stop()

@@ -249,7 +249,8 @@ class Book:
         accepted, event = core.accept(order, at=at)
         self._record(accepted, event)
         self.working.append(Working(accepted, index, at, tag))
-        self.order_times.append(at)
+        if self.limits is not None:
+            self.order_times.append(at)
         return accepted
 
     def _refusal(

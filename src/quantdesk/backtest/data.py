@@ -8,13 +8,18 @@ their bar times; a symbol without a bar at some time carries its last bar forwar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from quantdesk.core.market import round_to_tick
 from quantdesk.market.calendars import ExchangeCalendar
 from quantdesk.market.candles import INTERVALS, candle_arrays
 from quantdesk.market.store import BarStore, normalise_symbol
@@ -31,6 +36,9 @@ class BacktestDataError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, str(self)))
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,46 @@ class Dataset:
     def end_at(self, i: int) -> datetime:
         return datetime.fromtimestamp(int(self.end[i]) / _US, UTC)
 
+    def on_ticks(self, ticks: dict[str, Decimal]) -> Dataset:
+        """The same bars with every price moved to its symbol's tick exactly as the replay
+        feed and the brokers turn a float into a price (``round_to_tick(Decimal(repr(x)))``),
+        so a strategy reads the same floats in a backtest as live (float of that Decimal)."""
+        fields: dict[str, dict[str, np.ndarray]] = {}
+        for symbol, cols in self.fields.items():
+            out = dict(cols)
+            for name in ("open", "high", "low", "close"):
+                out[name] = _to_ticks(cols[name], ticks[symbol])
+            fields[symbol] = out
+        return dataclasses.replace(self, fields=fields)
+
     def bars_processed(self) -> int:
         """Symbol-bars in the run (what speed is quoted in)."""
         return int(sum(int(p.sum()) for p in self.present.values()))
+
+
+def _on_tick(value: float, tick: Decimal) -> Decimal:
+    return round_to_tick(Decimal(repr(value)), tick)
+
+
+def _to_ticks(values: np.ndarray, tick: Decimal) -> np.ndarray:
+    """``float(_on_tick(x, tick))`` for every x, vectorized and exact.
+
+    With tick = num/den, a price k ticks up is the rational k*num/den, and IEEE division of
+    the exact integers k*num and den gives the double nearest to it, which is what float() of
+    the Decimal gives. k is the nearest whole number of ticks, except within a hair of a half
+    tick, where the float quotient cannot tell which way the decimal rounds half up: those few
+    go through the Decimal rounding itself.
+    """
+    frac = Fraction(tick)
+    num, den = float(frac.numerator), float(frac.denominator)
+    steps = values * den / num
+    nearest = np.rint(steps)
+    out = nearest * num / den
+    ambiguous = np.abs(np.abs(steps - np.floor(steps)) - 0.5) < 1e-6
+    if ambiguous.any():
+        idx = np.flatnonzero(ambiguous)
+        out[idx] = [float(_on_tick(v, tick)) for v in values[idx].tolist()]
+    return np.ascontiguousarray(out)
 
 
 def _bounds(calendar: ExchangeCalendar, start: date, end: date) -> tuple[datetime, datetime]:

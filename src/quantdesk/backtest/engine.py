@@ -50,7 +50,10 @@ from .data import Dataset
 __all__ = ["EngineConfig", "EngineRun", "EventEngine", "StrategyFailed"]
 
 _US = 1_000_000
-_CHUNK = 1 << 16
+_CHUNK = 1 << 13  # progress is reported (and a cancel can act) every chunk
+_ORDER_TYPES = {t.value: t for t in OrderType}
+_PRODUCTS = {p.value: p for p in Product}
+_TIFS = {t.value: t for t in TimeInForce}
 Progress = Callable[[int, int], None]
 SignalReader = Callable[[str, str, datetime], float | None]
 
@@ -64,6 +67,9 @@ class StrategyFailed(RuntimeError):
         super().__init__(f"the strategy raised in {where}: {trace.strip().splitlines()[-1]}")
         self.where = where
         self.trace = trace
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.where, self.trace))
 
 
 @dataclass(frozen=True)
@@ -340,15 +346,24 @@ class EventEngine:
             )
             self._notify_update(rejected, raise_after, at)
             return None
+        try:
+            kind = _ORDER_TYPES[order_type]
+            product_of = _PRODUCTS[product]
+            tif = _TIFS[time_in_force]
+        except KeyError as exc:
+            raise ValueError(
+                f"unknown {exc.args[0]!r}: order_type is one of {', '.join(_ORDER_TYPES)}, "
+                f"product {', '.join(_PRODUCTS)}, time_in_force {', '.join(_TIFS)}"
+            ) from None
         order = self.book.submit(
             index=i,
             at=at,
             symbol=symbol,
             side=Side.BUY if quantity > 0 else Side.SELL,
             quantity=abs(int(quantity)),
-            order_type=OrderType(order_type),
-            product=Product(product),
-            time_in_force=TimeInForce(time_in_force),
+            order_type=kind,
+            product=product_of,
+            time_in_force=tif,
             limit_price=_price(limit_price, spec),
             stop_price=_price(stop_price, spec),
             reference=self.mark(symbol, i),

@@ -46,6 +46,9 @@ class BacktestError(ValueError):
         self.code = code
         self.details = dict(details or {})
 
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (sweeps, jobs)
+        return (type(self), (self.code, str(self), self.details))
+
 
 class BacktestRequest(BaseModel):
     """What to backtest. Money is a decimal string in JSON."""
@@ -94,6 +97,8 @@ class Prepared:
     strategy: Strategy
     data: Dataset
     config: EngineConfig
+    benchmark: np.ndarray | None = None
+    benchmark_name: str | None = None
 
 
 def _fill_model(request: BacktestRequest, paper: FillModel) -> FillModel:
@@ -134,11 +139,13 @@ def prepare(
     _check_costs_cover(costs, data)
     model = _fill_model(request, paper_fill_model or FillModel(max_volume_share=None))
     known = dict(specs or {})
+    specs_of = {s: known.get(s) or InstrumentSpec(tick_size=DEFAULT_TICK) for s in data.symbols}
+    data = data.on_ticks({s: spec.tick_size for s, spec in specs_of.items()})
     config = EngineConfig(
         cash=request.cash,
         costs=costs,
         fill_model=model,
-        specs={s: known.get(s) or InstrumentSpec(tick_size=DEFAULT_TICK) for s in data.symbols},
+        specs=specs_of,
         seed=request.seed,
     )
     if request.engine == "vector":
@@ -153,7 +160,9 @@ def prepare(
                 "BACKTEST_VECTOR_UNSUPPORTED",
                 f"{cls.name} has no vectorized form; use --engine event",
             )
-    return Prepared(request, strategy, data, config)
+    prepared = Prepared(request, strategy, data, config)
+    prepared.benchmark, prepared.benchmark_name = _benchmark(prepared, store)
+    return prepared
 
 
 def _check_costs_cover(costs: CostModel, data: Dataset) -> None:
@@ -211,7 +220,7 @@ def run_backtest(
         engine_run = run_vector(p.strategy, p.data, p.config, progress=progress)
     else:
         engine_run = EventEngine(p.strategy, p.data, p.config, progress=progress).run()
-    bench, bench_name = _benchmark(p, store)
+    bench, bench_name = p.benchmark, p.benchmark_name
     run = {
         "run_id": run_id or uuid.uuid4().hex,
         "strategy": request.strategy,
@@ -226,6 +235,10 @@ def run_backtest(
         "costs": p.config.costs.spec,
         "engine": request.engine,
         "fill_model": _model_json(p.config.fill_model),
+        "instruments": {
+            s: {"tick_size": str(spec.tick_size), "lot_size": spec.lot_size}
+            for s, spec in p.config.specs.items()
+        },
         "seed": request.seed,
         "benchmark": bench_name,
         "source_hash": source_hash(type(p.strategy)),

@@ -9,26 +9,32 @@ cash rule, cost model and positions). Only the bars with a change run Python cod
 curve is numpy. Same fills as the event engine, by construction and by test.
 
 Limits: one symbol, MARKET orders, and a fill model without latency, volume cap or random
-slippage (those depend on the bar-by-bar path: use the event engine).
+slippage (those depend on the bar-by-bar path: use the event engine). One degenerate case
+differs by design: when equity no longer buys a single lot, an entry sized to nothing (or
+cancelled for cash at the fill) waits for the next change of the target here, while an event
+strategy may try again on later bars.
 """
 
 from __future__ import annotations
 
 import time as _time
+import traceback
 from collections.abc import Callable
 from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 
 import numpy as np
 
+from quantdesk.core.charges import Charges
 from quantdesk.core.orders import Order, OrderStatus, OrderType, Product, Side, TimeInForce
 from quantdesk.core.positions import Fill, Position
 from quantdesk.strategy.base import Strategy
 from quantdesk.strategy.context import BarArrays
 
 from .book import Book, BookFill, to_price
-from .costs import Executed, trade_date
+from .costs import BpsCosts, Executed, trade_date
 from .data import Dataset
-from .engine import EngineConfig, EngineRun
+from .engine import EngineConfig, EngineRun, StrategyFailed
 
 __all__ = ["VectorUnsupported", "run_vector"]
 
@@ -70,7 +76,10 @@ def run_vector(
     bars = BarArrays(
         symbol, data.time, cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"]
     )
-    raw = strategy.signals(bars, strategy.params)
+    try:
+        raw = strategy.signals(bars, strategy.params)
+    except Exception as exc:
+        raise StrategyFailed("signals", traceback.format_exc()) from exc
     if raw is None:
         raise VectorUnsupported(f"{strategy.name} has no vectorized form; use --engine event")
     target = np.asarray(raw, dtype=np.float64)
@@ -85,8 +94,7 @@ def run_vector(
 
 
 class _Loop:
-    """The Python part: only the bars where the target changes (and, while an entry could not
-    be paid for, the bars after it, as the event engine's strategy would retry)."""
+    """The Python part: only the bars where the target changes."""
 
     def __init__(self, symbol: str, data: Dataset, config: EngineConfig, target: np.ndarray):
         self.symbol = symbol
@@ -104,33 +112,146 @@ class _Loop:
         self.present = data.present[symbol]
         self.opens = data.fields[symbol]["open"]
         self.closes = data.fields[symbol]["close"]
+        # Whole paise for bps costs on a tick of a paisa or more: exact integer arithmetic,
+        # the same results as the Decimal path, several times faster.
+        costs = config.costs
+        exponent = self.tick.as_tuple().exponent
+        self.fast = (
+            isinstance(costs, BpsCosts)
+            and isinstance(exponent, int)
+            and exponent >= -2
+            and (config.cash * 100) == (config.cash * 100).to_integral_value()
+        )
+        if self.fast:
+            assert isinstance(costs, BpsCosts)
+            bps = Fraction(costs.bps)
+            self.b_num, self.b_den = bps.numerator, bps.denominator
+            self.cash_p = int(config.cash * 100)
+            self.raw: list[tuple[int, int, Side, int, int, int, str]] = []
+            self.prices: dict[tuple[float, Side], int] = {}
+            self.paise: dict[float, int] = {}
+            self.fractions: dict[float, Fraction] = {}
 
     def run(self) -> None:
         target = self.target
         prev = np.r_[np.nan, target[:-1]]
         with np.errstate(invalid="ignore"):
             changed = ~np.isnan(target) & ((target != prev) | np.isnan(prev))
-        points = np.flatnonzero(changed).tolist()
         n = len(target)
-        targets = target.tolist()
-        k = 0
-        while k < len(points):
-            t = points[k]
-            k += 1
-            while True:
-                outcome = self._order_at(t, targets[t], n)
-                if outcome is None or outcome >= n:
-                    break
-                # Cancelled for cash at bar `outcome`: the strategy orders again at that bar's
-                # close if the target still holds there (and no change point handles it).
-                t = outcome
-                if k < len(points) and points[k] <= t:
-                    break
-                if targets[t] != targets[t] or targets[t] != targets[points[k - 1]]:
-                    break
+        points = np.flatnonzero(changed)
+        for t, value in zip(points.tolist(), target[points].tolist(), strict=True):
+            self._order_at(t, value, n)
 
-    def _order_at(self, t: int, value: float, n: int) -> int | None:
-        """Order at bar ``t``'s close; None, or the fill bar where it was cancelled for cash."""
+    def _paise(self, value: float) -> int:
+        paise = self.paise.get(value)
+        if paise is None:
+            paise = self.paise[value] = int(to_price(value, self.tick) * 100)
+        return paise
+
+    def _fraction(self, value: float) -> Fraction:
+        frac = self.fractions.get(value)
+        if frac is None:
+            frac = self.fractions[value] = Fraction(Decimal(repr(value)))
+        return frac
+
+    def _order_fast(self, t: int, value: float, n: int) -> None:
+        """:meth:`_order_at` in whole paise (bps costs: no DP charge, no dated schedule)."""
+        close_p = self._paise(float(self.closes[t]))
+        held = self.held
+        equity_p = self.cash_p + held * close_p
+        frac = self._fraction(value)
+        b_num, b_den = self.b_num, self.b_den
+        num = equity_p * frac.numerator * 10_000 * b_den
+        den = frac.denominator * close_p * (10_000 * b_den + b_num)
+        qty = num // den if num >= 0 else -((-num) // den)
+        lot = self.lot
+        qty -= (abs(qty) % lot) * (1 if qty >= 0 else -1)
+        delta = qty - held
+        if delta == 0:
+            return
+        side = Side.BUY if delta > 0 else Side.SELL
+        number = len(self.raw) + 1
+        if side is Side.SELL and -delta > held:
+            self.raw.append((number, t, side, -delta, 0, 0, OrderStatus.REJECTED.value))
+            return
+        nxt = t + 1
+        while nxt < n and not self.present[nxt]:
+            nxt += 1
+        quantity = abs(delta)
+        if nxt >= n:
+            self.raw.append((number, t, side, quantity, 0, 0, OrderStatus.OPEN.value))
+            return
+        key = (float(self.opens[nxt]), side)
+        price_p = self.prices.get(key)
+        if price_p is None:
+            price_p = int(_market_price(key[0], side, self.tick, self.config) * 100)
+            self.prices[key] = price_p
+        d = 10_000 * b_den
+        fee = (2 * price_p * quantity * b_num + d) // (2 * d)
+        if side is Side.BUY and quantity * price_p + fee > self.cash_p:
+            cash = self.cash_p
+            q = cash * d // (price_p * (d + b_num)) if cash > 0 else 0
+            q = min(q, quantity)
+            q -= q % lot
+            while q > 0:
+                fee = (2 * price_p * q * b_num + d) // (2 * d)
+                if q * price_p + fee <= cash:
+                    break
+                q -= lot
+            if q <= 0:
+                self.raw.append((number, t, side, quantity, 0, 0, OrderStatus.CANCELLED.value))
+                return
+            quantity = q
+        signed = quantity if side is Side.BUY else -quantity
+        self.cash_p += -signed * price_p - fee
+        self.held += signed
+        self.raw.append((number, nxt, side, quantity, price_p, fee, OrderStatus.FILLED.value))
+
+    def _materialise(self) -> None:
+        """The integer path's records as the Decimal path's (after the timed loop)."""
+        cent = Decimal("0.01")
+        for number, index, side, quantity, price_p, fee_p, status in self.raw:
+            order_id = f"bt-{number}"
+            if status != OrderStatus.FILLED.value:
+                self.orders.append(
+                    (order_id, index, side, quantity, 0, _ZERO, OrderStatus(status), "")
+                )
+                continue
+            price = (Decimal(price_p) * cent).quantize(self.tick)
+            fees = Charges(brokerage=Decimal(fee_p) * cent)
+            self.orders.append(
+                (
+                    order_id,
+                    index,
+                    side,
+                    quantity,
+                    quantity,
+                    price * quantity,
+                    OrderStatus.FILLED,
+                    "",
+                )
+            )
+            self.fills.append(
+                BookFill(
+                    index,
+                    self.data.datetime_at(index),
+                    order_id,
+                    self.symbol,
+                    side,
+                    Product.CNC,
+                    quantity,
+                    price,
+                    fees,
+                    None,
+                )
+            )
+        self.cash = Decimal(self.cash_p) * cent
+
+    def _order_at(self, t: int, value: float, n: int) -> None:
+        """What ``order_target_percent(value)`` does at bar ``t``'s close, and its fill."""
+        if self.fast:
+            self._order_fast(t, value, n)
+            return
         close_t = to_price(float(self.closes[t]), self.tick)
         held = self.held
         equity = self.cash + held * close_t
@@ -139,20 +260,20 @@ class _Loop:
         qty -= (abs(qty) % self.lot) * (1 if qty >= 0 else -1)
         delta = qty - held
         if delta == 0:
-            return None
+            return
         side = Side.BUY if delta > 0 else Side.SELL
         order_id = f"bt-{len(self.orders) + 1}"
         if side is Side.SELL and -delta > held:
             self.orders.append(
                 (order_id, t, side, -delta, 0, _ZERO, OrderStatus.REJECTED, "no CNC holding")
             )
-            return None
+            return
         nxt = t + 1
         while nxt < n and not self.present[nxt]:
             nxt += 1
         if nxt >= n:  # placed on the last bar: stays open, as in the event engine
             self.orders.append((order_id, t, side, abs(delta), 0, _ZERO, OrderStatus.OPEN, ""))
-            return None
+            return
         at = self.data.datetime_at(nxt)
         price = _market_price(float(self.opens[nxt]), side, self.tick, self.config)
         quantity = abs(delta)
@@ -173,7 +294,7 @@ class _Loop:
                 self.orders.append(
                     (order_id, t, side, quantity, 0, _ZERO, OrderStatus.CANCELLED, "cash")
                 )
-                return nxt
+                return
             quantity = q
         if side is Side.SELL:
             day = (self.symbol, trade_date(at))
@@ -189,10 +310,12 @@ class _Loop:
         self.fills.append(
             BookFill(nxt, at, order_id, self.symbol, side, Product.CNC, quantity, price, fees, None)
         )
-        return None
+        return
 
     def book(self) -> Book:
         """The run as a :class:`Book` (orders materialised after the timed loop)."""
+        if self.fast:
+            self._materialise()
         config = self.config
         book = Book(
             cash=self.cash,

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -470,9 +471,12 @@ async def start_paper_broker(
     sessions: async_sessionmaker[AsyncSession],
     bus: EventBus,
     quotes: QuoteCache | None,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> PaperBroker:
-    """The process's paper engine, subscribed to the bus and loaded with the live orders."""
-    oms = Oms(settings, quotes=quotes, bus=bus)
+    """The process's paper engine, subscribed to the bus and loaded with the live orders.
+    ``clock`` is the market's time (a replay's, on a replay feed)."""
+    oms = Oms(settings, quotes=quotes, bus=bus, clock=clock)
     broker = PaperBroker(sessions, oms, model=fill_model(settings), seed=settings.paper_seed)
     await broker.start(bus)
     return broker

@@ -21,6 +21,8 @@ class Base(DeclarativeBase):
 def import_all_models() -> None:
     """Import every domain's tables so the metadata is complete (Alembic, tests)."""
     import quantdesk.auth.models
+    import quantdesk.backtest.models
+    import quantdesk.deploy.models
     import quantdesk.market.models
     import quantdesk.observability.audit
     import quantdesk.orders.models

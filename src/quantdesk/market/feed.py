@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -36,6 +36,10 @@ DEMO_START_PRICES: Mapping[str, Decimal] = {
 """Symbols and prices for ``QUANTDESK_FEED=random`` when nothing else is configured."""
 
 BarSource = Iterable[Bar] | AsyncIterable[Bar]
+
+
+BarListener = Callable[[list[Bar], datetime], Awaitable[None]]
+"""``listener(bars, end)``: the bars of one bar time, once its last quote was published."""
 
 
 class Clock(Protocol):
@@ -246,10 +250,22 @@ class ReplayFeed(Feed):
         tick_size: Decimal = DEFAULT_TICK,
         tick_sizes: Mapping[str, Decimal] | None = None,
         clock: Clock | None = None,
+        spread_ticks: int = 1,
     ) -> None:
         super().__init__(bus, cache, clock=clock)
         if speed < 0:
             raise ValueError(f"speed must not be negative, got {speed}")
+        if spread_ticks < 0:
+            raise ValueError("spread_ticks must not be negative")
+        self.spread_ticks = spread_ticks
+        self.bar_listeners: list[BarListener] = []
+        """Awaited after each bar time's last quote, before the next bar's first one, with the
+        bars and their end: strategies deployed on a replay see each bar once it closed and
+        place their orders before the market moves on (lockstep, deterministic)."""
+        self.market_time: datetime | None = None
+        """The replayed market's time: the last quote's, or a closed bar's end."""
+        self.last_quote_time: datetime | None = None
+        """The time of the last quote published."""
         if bar_interval is not None and bar_interval <= timedelta(0):
             raise ValueError("bar_interval must be positive")
         self.speed = speed
@@ -273,11 +289,22 @@ class ReplayFeed(Feed):
             points = len(paths[0])
             step = (interval or timedelta(0)) / points
             for i in range(points):
-                yield [path[i] for path in paths]
+                batch = [path[i] for path in paths]
+                self.market_time = self.last_quote_time = batch[0].ts
+                yield batch
                 if i < points - 1:
                     await self._pause(step)
-                elif gap is not None:
-                    await self._pause(gap - step * i)  # until the next bars open
+            end = group[0].ts + (interval or timedelta(0))
+            if following is not None:
+                end = min(end, following[0].ts)
+            self.market_time = max(end, self.market_time or end)
+            for listener in list(self.bar_listeners):
+                try:
+                    await listener(group, end)
+                except Exception:  # a listener's failure must not stop the market
+                    log.exception("replay bar listener failed")
+            if gap is not None:
+                await self._pause(gap - step * (points - 1))  # until the next bars open
             group = following
 
     def _quotes(
@@ -287,7 +314,11 @@ class ReplayFeed(Feed):
         if day != bar.ts.date():
             volume = 0
         quotes = quotes_from_bar(
-            bar, tick=self._tick(bar.symbol), interval=interval, session_volume=volume
+            bar,
+            tick=self._tick(bar.symbol),
+            interval=interval,
+            session_volume=volume,
+            half_spread_ticks=self.spread_ticks,
         )
         volumes[bar.symbol] = (bar.ts.date(), quotes[-1].volume)
         return quotes
@@ -336,6 +367,7 @@ def create_feed(
     tick_size: Decimal = DEFAULT_TICK,
     tick_sizes: Mapping[str, Decimal] | None = None,
     clock: Clock | None = None,
+    spread_ticks: int = 1,
 ) -> Feed:
     """The feed for ``QUANTDESK_FEED``: ``random`` (``start_prices``, default
     :data:`DEMO_START_PRICES`), ``replay`` (needs ``bars``) or ``none``."""
@@ -363,6 +395,7 @@ def create_feed(
                 tick_size=tick_size,
                 tick_sizes=tick_sizes,
                 clock=clock,
+                spread_ticks=spread_ticks,
             )
         case FeedKind.NONE:
             return NullFeed(bus, cache, clock=clock)

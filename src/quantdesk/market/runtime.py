@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import structlog
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from quantdesk.bus.base import EventBus
 from quantdesk.bus.factory import create_bus
 from quantdesk.core.market import Bar, round_to_tick
-from quantdesk.market.feed import Feed, create_feed
+from quantdesk.market.feed import Feed, ReplayFeed, create_feed
 from quantdesk.market.models import Instrument
 from quantdesk.market.quotes import QuoteCache, create_quote_cache
 from quantdesk.market.schemas import price_text
@@ -41,6 +41,20 @@ class MarketRuntime:
     store: BarStore
     hub: StreamHub
     feed: Feed | None
+
+    def clock(self) -> datetime:
+        """The market's time: the replayed market's on a replay feed (orders placed during a
+        replay are accepted, filled, expired and charged at the replayed time), else UTC now."""
+        if isinstance(self.feed, ReplayFeed) and self.feed.market_time is not None:
+            return self.feed.market_time
+        return datetime.now(UTC)
+
+    async def start_feed(self) -> None:
+        """Start the feed: once everything that follows it (paper broker, strategies) is
+        subscribed, so a fast replay's first quotes reach them."""
+        if self.feed is not None:
+            await self.feed.start()
+            log.info("feed_started", kind=type(self.feed).__name__)
 
     async def stop(self) -> None:
         if self.feed is not None:
@@ -109,11 +123,11 @@ async def start_market(
     store = BarStore(settings.data_dir / "bars")
     hub = StreamHub(bus)
     await hub.start()
-    feed = await _start_feed(settings, sessionmaker, bus, cache, store)
+    feed = await _create_feed(settings, sessionmaker, bus, cache, store)
     return MarketRuntime(bus=bus, cache=cache, store=store, hub=hub, feed=feed)
 
 
-async def _start_feed(
+async def _create_feed(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     bus: EventBus,
@@ -147,7 +161,7 @@ async def _start_feed(
             tick_sizes=ticks,
             speed=settings.replay_speed,
             max_gap=timedelta(seconds=5),
+            spread_ticks=settings.replay_spread_ticks,
         )
-    await feed.start()
-    log.info("feed_started", kind=settings.feed.value, instruments=len(universe))
+    log.info("feed_created", kind=settings.feed.value, instruments=len(universe))
     return feed

@@ -46,6 +46,7 @@ def get_oms(state: StateDep) -> Oms:
         quotes=state.extras.get("quote_cache"),
         bus=state.extras.get("bus"),
         risk=RiskGate(on_reject=lambda code: rejections.labels(code).inc()),
+        clock=state.extras.get("clock"),
     )
 
 

@@ -208,6 +208,10 @@ def to_core(row: OrderRow) -> Order:
     )
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def trade_date(at: datetime) -> date:
     """The Indian exchanges' calendar day of an instant (what charges are dated by)."""
     return at.astimezone(_IST).date()
@@ -250,14 +254,14 @@ class Oms:
         quotes: QuoteCache | None = None,
         bus: EventBus | None = None,
         calculator: ChargesCalculator | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         risk: RiskGate | None = None,
     ) -> None:
         self.settings = settings
         self.quotes = quotes
         self.bus = bus
         self.calculator = calculator or default_calculator()
-        self.clock = clock
+        self.clock: Callable[[], datetime] = clock or _utc_now
         self.risk = risk or RiskGate()
 
     # --- placing ------------------------------------------------------------------------------
@@ -1078,6 +1082,10 @@ class Oms:
         quote = None if self.quotes is None else await self.quotes.get(name)
         price = quote.last if quote is not None and quote.last > 0 else inst.last_price
         return _Market(name, inst.spec(), price)
+
+    async def marks(self, db: AsyncSession, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """The latest quote of each symbol, else its last close (symbols with neither: none)."""
+        return await self._marks(db, symbols)
 
     async def _marks(self, db: AsyncSession, symbols: Sequence[str]) -> dict[str, Decimal]:
         if not symbols:

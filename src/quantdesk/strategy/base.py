@@ -62,6 +62,9 @@ class InvalidParams(ValueError):
         parts = [f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in errors]
         super().__init__(f"bad parameters for {strategy}: " + "; ".join(parts))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.strategy, self.errors))
+
 
 def at(when: str) -> Callable[[F], F]:
     """Mark a method ``(self, ctx)`` to run once per session at exchange-local ``HH:MM``."""

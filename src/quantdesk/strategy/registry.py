@@ -130,7 +130,7 @@ def describe(
         "name": cls.name,
         "description": cls.description or (inspect.getdoc(cls) or "").split("\n")[0],
         "source": source,
-        "file": file,
+        "file": None if file is None else Path(file).name,
         "default_interval": cls.default_interval,
         "vectorized": cls.signals.__func__ is not Strategy.signals.__func__,  # type: ignore[attr-defined]
         "params_schema": cls.params_schema(),

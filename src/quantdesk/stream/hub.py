@@ -23,7 +23,7 @@ from quantdesk.bus.base import EventBus, Message
 log = structlog.get_logger("quantdesk.stream")
 
 QUOTE_PREFIX = "quotes:"
-PRIVATE_CHANNELS = ("orders", "positions", "wallet", "trades", "alerts")
+PRIVATE_CHANNELS = ("orders", "positions", "wallet", "trades", "alerts", "jobs")
 
 
 def user_channel(user_id: int, name: str) -> str:

@@ -6,7 +6,7 @@ Protocol (JSON text frames; documented in docs/websocket.md):
   or invalid token closes the socket with code 4401 after an ``error`` frame;
 - ``{"op": "subscribe", "channels": [...]}`` / ``{"op": "unsubscribe", "channels": [...]}``
   with channels ``quotes:<EXCHANGE:SYMBOL>``, ``orders``, ``positions``, ``wallet``, ``trades``,
-  ``alerts`` -> ``{"type": "subscribed"|"unsubscribed", "channels": [...]}``;
+  ``alerts``, ``jobs`` -> ``{"type": "subscribed"|"unsubscribed", "channels": [...]}``;
 - ``{"op": "ping"}`` -> ``{"type": "pong"}``; ``{"op": "auth", "token": ...}`` renews the
   token on a long-lived connection (the connection closes with 4401 when its token expires);
 - the server sends ``{"type": "heartbeat", "ts": ...}`` every few seconds when idle.

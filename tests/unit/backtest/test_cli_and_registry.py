@@ -144,7 +144,7 @@ def test_backtest_run_prints_the_metrics_table_and_writes_a_report(
 def test_bad_input_exits_non_zero_naming_the_problem(
     data_dir: Path, args: list[str], code_text: str
 ) -> None:
-    code, out, err = _run("backtest", "run", *args, "--start", "2025-01-01", "--end", "2025-06-30")
+    code, _, err = _run("backtest", "run", *args, "--start", "2025-01-01", "--end", "2025-06-30")
     assert code == 2
     assert code_text in err.replace("\n", " ")
     assert not (data_dir / "backtests").exists()
