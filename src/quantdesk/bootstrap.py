@@ -158,3 +158,56 @@ async def ensure_demo_data(
 
     history = await anyio.to_thread.run_sync(work)
     return DemoData(added, len(existing), history)
+
+
+DEMO_BACKTEST_SYMBOL = "NSE:INFY"
+
+
+async def queue_demo_backtest(settings: Settings) -> str | None:
+    """Queue one ``sma_cross`` backtest for the demo trader over the demo daily history, so the
+    Backtests page has a report on the first start (the server's job runner runs it). Returns
+    the run id; None when there is no demo trader or no daily bars to test."""
+    from sqlalchemy import select
+
+    from quantdesk.auth.models import User
+    from quantdesk.backtest.runner import BacktestRequest
+    from quantdesk.backtest.service import create_run
+
+    coverage = bar_store(settings).coverage(DEMO_BACKTEST_SYMBOL).get("1d")
+    if coverage is None:
+        return None
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            trader = (
+                await db.execute(select(User).where(User.username == "trader"))
+            ).scalar_one_or_none()
+            if trader is None:
+                return None
+            request = BacktestRequest(
+                strategy="sma_cross",
+                symbols=[DEMO_BACKTEST_SYMBOL],
+                interval="1d",
+                start=coverage.first.date(),
+                end=coverage.last.date(),
+                params={"fast": 10, "slow": 50},
+                cash=DEMO_CASH,
+                costs=_demo_costs(coverage.first.date()),
+            )
+            row = await create_run(db, trader.id, request, cli_actor())
+            return row.id
+    finally:
+        await engine.dispose()
+
+
+def _demo_costs(first: date) -> str:
+    """Indian charges when the shipped schedule covers the history, else 3 bps."""
+    from quantdesk.core.charges import ChargesError, default_calculator
+
+    calc = default_calculator()
+    try:
+        calc.schedule.rates_on(first)
+        calc.tariff.rates_on(first)
+    except ChargesError:
+        return "bps:3"
+    return "india"

@@ -223,6 +223,13 @@ def serve(
         if created:
             _show_credentials(created)
         seed_demo_data(settings, console)  # first start only: a no-op once bars are stored
+        if created:
+            from quantdesk.bootstrap import queue_demo_backtest
+
+            if asyncio.run(queue_demo_backtest(settings)):
+                console.print(
+                    "Queued a demo backtest (sma_cross on NSE:INFY, daily): see Backtests."
+                )
     console.print(f"QuantDesk on [bold]http://{host}:{port}/[/] (API docs at /api/v1/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 

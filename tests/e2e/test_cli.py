@@ -140,6 +140,25 @@ def test_first_start_creates_demo_users_prints_them_once_and_they_can_log_in(
         f"{base}/api/v1/admin/users", headers={"Authorization": f"Bearer {token}"}
     ).json()
     assert {u["username"] for u in users["items"]} == {"admin", "trader"}
+    # The demo trader has paper cash and a demo backtest that runs to a report.
+    r = httpx.post(
+        f"{base}/api/v1/auth/login", json={"username": "trader", "password": creds["trader"]}
+    )
+    trader = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    wallet = httpx.get(f"{base}/api/v1/wallet", headers=trader).json()
+    assert wallet["balances"]["INR"]["total"] == "1000000.00"
+    deadline = time.monotonic() + 60
+    runs: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        runs = httpx.get(f"{base}/api/v1/backtests", headers=trader).json()["items"]
+        if runs and runs[0]["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    assert [(r["status"], r["request"]["strategy"]) for r in runs] == [  # type: ignore[index]
+        ("succeeded", "sma_cross")
+    ]
+    report = httpx.get(f"{base}/api/v1/backtests/{runs[0]['id']}/report", headers=trader)
+    assert report.status_code == 200 and "sma_cross" in report.text
     # Logs are JSON lines with request ids; the password never appears in them.
     json_lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     assert json_lines

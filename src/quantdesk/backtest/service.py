@@ -99,9 +99,7 @@ def validate(
 ) -> None:
     """Everything the run will need, checked now (blocking: it loads the bars)."""
     try:
-        prepare(
-            request, store=store, registry=registry, paper_fill_model=fill_model, specs=specs
-        )
+        prepare(request, store=store, registry=registry, paper_fill_model=fill_model, specs=specs)
     except BacktestError as exc:
         raise ValidationFailed(
             str(exc), code=exc.code, details=jsonable(exc.details) or None
