@@ -117,6 +117,9 @@ INDICATORS: dict[str, st.SearchStrategy[Indicator]] = {
     "Highest": st.builds(Highest, PERIOD),
     "Lowest": st.builds(Lowest, PERIOD),
     "ROC": st.builds(ROC, PERIOD),
+    "ROC_skip": st.integers(2, 40).flatmap(
+        lambda p: st.builds(ROC, st.just(p), st.integers(0, p - 1))
+    ),
 }
 
 
@@ -262,6 +265,7 @@ NAN = math.nan
         (Highest(3), [5, 4, 3, 2, 6], [NAN, NAN, 5, 4, 6]),
         (ROC(1), [100, 110, 99], [NAN, 0.1, -0.1]),
         (ROC(2), [4, 1, 5, 2], [NAN, NAN, 0.25, 1]),
+        (ROC(3, skip=1), [4, 1, 5, 2, 8], [NAN, NAN, NAN, 0.25, 1]),
     ],
     ids=repr,
 )
@@ -325,6 +329,8 @@ def test_bollinger_is_accurate_at_high_price_level_and_tiny_volatility() -> None
         lambda: Highest(0),
         lambda: Lowest(0),
         lambda: ROC(0),
+        lambda: ROC(5, skip=5),
+        lambda: ROC(5, skip=-1),
         lambda: Bollinger(0),
         lambda: Bollinger(20, 0.0),
         lambda: Bollinger(20, -2.0),

@@ -464,10 +464,18 @@ class Lowest(_Extreme):
 
 
 class ROC(_Periodic):
-    """Rate of change ``x / x[-period] - 1``, a fraction (TA-Lib's ROC is 100 times it); first
-    value at index ``period``. A zero base gives +/-inf or NaN, as IEEE division does."""
+    """Rate of change ``x[-skip] / x[-period] - 1``, a fraction (TA-Lib's ROC, with ``skip``
+    0, is 100 times it); first value at index ``period``. ``skip`` leaves out the latest bars:
+    ``ROC(252, skip=21)`` on daily closes is the 12-1 month momentum. A zero base gives
+    +/-inf or NaN, as IEEE division does."""
 
     _offset = 0
+
+    def __init__(self, period: int, skip: int = 0) -> None:
+        self.skip = _period("skip", skip, 0)
+        if self.skip >= _period("period", period):
+            raise ValueError(f"skip must be below period, got skip {skip} >= period {period}")
+        super().__init__(period)
 
     def reset(self) -> None:
         self.value = None
@@ -477,18 +485,18 @@ class ROC(_Periodic):
         (x,) = self._scalars(inputs)
         self._win.append(x)
         if len(self._win) > self.period:
-            base = self._win[0]
+            base, top = self._win[0], self._win[-1 - self.skip]
             if base != 0.0:
-                self.value = x / base - 1.0
+                self.value = top / base - 1.0
             else:  # IEEE division by zero, as numpy does in batch
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    self.value = float(np.float64(x) / base) - 1.0
+                    self.value = float(np.float64(top) / base) - 1.0
         return self.value
 
     def batch(self, *arrays: npt.ArrayLike) -> dict[str, FloatArray]:
-        x, p = self._arrays(arrays)[0], self.period
+        x, p, k = self._arrays(arrays)[0], self.period, self.skip
         out = _nans(x.size)
         if x.size > p:
             with np.errstate(divide="ignore", invalid="ignore"):
-                out[p:] = x[p:] / x[:-p] - 1.0
+                out[p:] = x[p - k : x.size - k] / x[:-p] - 1.0
         return {"value": out}

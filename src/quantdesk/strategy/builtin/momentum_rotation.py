@@ -5,12 +5,14 @@ reversal), equal weights, rebalanced on the first session of each month."""
 from __future__ import annotations
 
 import csv
+import math
 from importlib import resources
 
 from pydantic import Field, model_validator
 
 from quantdesk.strategy.base import Strategy, StrategyParams
 from quantdesk.strategy.context import Context
+from quantdesk.strategy.indicators import ROC
 
 
 def nifty50() -> tuple[str, ...]:
@@ -47,6 +49,8 @@ class MomentumRotation(Strategy):
 
     def on_start(self, ctx: Context) -> None:
         self.month: tuple[int, int] | None = None
+        p = self.params
+        self.momentum = {s: ctx.indicator(ROC(p.lookback, skip=p.skip), s) for s in ctx.symbols}
 
     def on_bar(self, ctx: Context) -> None:
         now = ctx.time
@@ -59,13 +63,10 @@ class MomentumRotation(Strategy):
             return  # start on a whole month
         p = self.params
         scores: list[tuple[float, str]] = []
-        for symbol in ctx.symbols:
-            closes = ctx.history(symbol, p.lookback + 1)["close"].to_numpy()
-            if len(closes) <= p.lookback or not ctx.has_bar(symbol):
-                continue
-            past, recent = closes[0], closes[-1 - p.skip]
-            if past > 0:
-                scores.append((recent / past - 1.0, symbol))
+        for symbol, momentum in self.momentum.items():
+            value = momentum.value
+            if value is not None and ctx.has_bar(symbol) and math.isfinite(value):
+                scores.append((value, symbol))
         if not scores:
             return
         chosen = {s for _, s in sorted(scores, reverse=True)[: p.top]}
