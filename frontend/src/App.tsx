@@ -9,14 +9,18 @@ import { ErrorBox, Loading } from "./components/States";
 import { ToastProvider } from "./components/Toasts";
 import { AdminPage } from "./pages/AdminPage";
 import { DashboardPage } from "./pages/DashboardPage";
+import { DeploymentsPage } from "./pages/DeploymentsPage";
 import { LoginPage } from "./pages/LoginPage";
 import { OrdersPage } from "./pages/OrdersPage";
 import { PositionsPage } from "./pages/PositionsPage";
+import { StrategiesPage } from "./pages/StrategiesPage";
 import { WalletPage } from "./pages/WalletPage";
 import { StreamProvider } from "./ws/StreamProvider";
 
 // The chart library is the biggest dependency: load it with the Charts page only.
 const ChartsPage = lazy(() => import("./pages/ChartsPage"));
+const BacktestsPage = lazy(() => import("./pages/BacktestsPage"));
+const BacktestReportPage = lazy(() => import("./pages/BacktestReportPage"));
 
 export function makeQueryClient(): QueryClient {
   return new QueryClient({
@@ -83,6 +87,24 @@ export function AppRoutes() {
               </Suspense>
             }
           />
+          <Route path="strategies/:name?" element={<StrategiesPage />} />
+          <Route
+            path="backtests"
+            element={
+              <Suspense fallback={<Loading what="Loading backtests" />}>
+                <BacktestsPage />
+              </Suspense>
+            }
+          />
+          <Route
+            path="backtests/:id"
+            element={
+              <Suspense fallback={<Loading what="Loading the report" />}>
+                <BacktestReportPage />
+              </Suspense>
+            }
+          />
+          <Route path="deployments/:id?" element={<DeploymentsPage />} />
           <Route element={<RequireAdmin />}>
             <Route path="admin" element={<AdminPage />} />
           </Route>

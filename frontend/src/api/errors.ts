@@ -49,9 +49,15 @@ function detailText(details: unknown): string {
     return details
       .slice(0, 3)
       .map((d) => {
-        const item = d as { loc?: unknown[]; msg?: string };
-        const loc = Array.isArray(item.loc) ? item.loc.filter((x) => x !== "body").join(".") : "";
-        return [loc, item.msg].filter(Boolean).join(": ");
+        // FastAPI's {loc, msg}, the envelope's {loc, message}, or the backtests' {field, message}
+        const item = d as { loc?: unknown[]; field?: unknown; msg?: unknown; message?: unknown };
+        const loc = Array.isArray(item.loc)
+          ? item.loc.filter((x) => x !== "body").join(".")
+          : typeof item.field === "string"
+            ? item.field
+            : "";
+        const msg = typeof item.msg === "string" ? item.msg : typeof item.message === "string" ? item.message : "";
+        return [loc, msg].filter(Boolean).join(": ");
       })
       .filter(Boolean)
       .join("; ");

@@ -15,6 +15,18 @@ export type RiskState = Schemas["RiskStateOut"];
 export type RiskScopeState = Schemas["StateOut"];
 export type AccountLimits = Schemas["AccountLimitsOut"];
 export type LimitsIn = Schemas["LimitsIn"];
+export type Strategy = Schemas["StrategyOut"];
+export type StrategyLoadError = Schemas["StrategyLoadErrorOut"];
+export type BacktestIn = Schemas["BacktestIn"];
+export type Backtest = Schemas["BacktestOut"];
+export type BacktestPage = Schemas["BacktestPageOut"];
+export type BacktestFill = Schemas["BacktestFillOut"];
+export type RoundTrip = Schemas["RoundTripOut"];
+export type EquityPoint = Schemas["EquityPointOut"];
+export type Deployment = Schemas["DeploymentOut"];
+export type DeploymentIn = Schemas["DeploymentIn"];
+export type DeploymentActivity = Schemas["DeploymentActivityOut"];
+export type DeploymentFill = Schemas["DeploymentFillOut"];
 
 export const LIVE_STATUSES: OrderStatus[] = ["NEW", "OPEN", "PARTIALLY_FILLED"];
 
@@ -35,6 +47,16 @@ export const keys = {
   risk: ["risk"] as const,
   riskState: (userId?: number) => ["risk", "state", userId ?? "me"] as const,
   riskLimits: (userId?: number) => ["risk", "limits", userId ?? "defaults"] as const,
+  strategies: ["strategies"] as const,
+  backtests: ["backtests"] as const,
+  backtestList: ["backtests", "list"] as const,
+  backtest: (id: string) => ["backtests", "one", id] as const,
+  backtestTrades: (id: string) => ["backtests", "trades", id] as const,
+  backtestEquity: (id: string) => ["backtests", "equity", id] as const,
+  deployments: ["deployments"] as const,
+  deploymentList: ["deployments", "list"] as const,
+  deployment: (id: string) => ["deployments", "one", id] as const,
+  deploymentActivity: (id: string) => ["deployments", "activity", id] as const,
 };
 
 /** Kill switches, halt and trading_allowed: polled every 5 s, and re-read on order frames. */
@@ -163,5 +185,90 @@ export function useLedger(filters: LedgerFilters) {
         }),
       ),
     getNextPageParam: (last) => last.next_cursor,
+  });
+}
+
+// --- strategies, backtests, deployments ---------------------------------------------------------
+
+export function useStrategies() {
+  return useQuery({
+    queryKey: keys.strategies,
+    queryFn: () => unwrap(api.GET("/api/v1/strategies")),
+    staleTime: 60_000,
+  });
+}
+
+const BACKTEST_LIVE = ["queued", "running"];
+
+/** Backtests, newest first, in keyset pages (`next_cursor` goes back as `before`). */
+export function useBacktests() {
+  return useInfiniteQuery({
+    queryKey: keys.backtestList,
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(api.GET("/api/v1/backtests", { params: { query: { before: pageParam ?? undefined, limit: 50 } } })),
+    getNextPageParam: (last) => last.next_cursor,
+    // the `jobs` channel moves the live ones; a slow poll catches what a dropped stream missed
+    refetchInterval: (q) =>
+      q.state.data?.pages.some((p) => p.items.some((r) => BACKTEST_LIVE.includes(r.status))) ? 5_000 : false,
+  });
+}
+
+export function useBacktest(id: string) {
+  return useQuery({
+    queryKey: keys.backtest(id),
+    queryFn: () => unwrap(api.GET("/api/v1/backtests/{run_id}", { params: { path: { run_id: id } } })),
+    refetchInterval: (q) => (q.state.data && BACKTEST_LIVE.includes(q.state.data.status) ? 3_000 : false),
+  });
+}
+
+export function useBacktestTrades(id: string, enabled: boolean) {
+  return useQuery({
+    queryKey: keys.backtestTrades(id),
+    queryFn: () => unwrap(api.GET("/api/v1/backtests/{run_id}/trades", { params: { path: { run_id: id } } })),
+    enabled,
+    staleTime: Infinity, // a finished run never changes
+  });
+}
+
+export function backtestEquityQuery(id: string, enabled = true) {
+  return {
+    queryKey: keys.backtestEquity(id),
+    queryFn: () =>
+      unwrap(api.GET("/api/v1/backtests/{run_id}/equity", { params: { path: { run_id: id }, query: { max_points: 2000 } } })),
+    enabled,
+    staleTime: Infinity,
+  };
+}
+
+export function useBacktestEquity(id: string, enabled: boolean) {
+  return useQuery(backtestEquityQuery(id, enabled));
+}
+
+export function useDeployments() {
+  return useQuery({
+    queryKey: keys.deploymentList,
+    queryFn: () => unwrap(api.GET("/api/v1/deployments")),
+    refetchInterval: 10_000,
+  });
+}
+
+export function useDeployment(id: string, enabled = true) {
+  return useQuery({
+    queryKey: keys.deployment(id),
+    queryFn: () => unwrap(api.GET("/api/v1/deployments/{deployment_id}", { params: { path: { deployment_id: id } } })),
+    enabled,
+    refetchInterval: 5_000,
+  });
+}
+
+/** Fills, charges and P&L; every 5 s, and on `orders`/`trades` frames (StreamProvider). */
+export function useDeploymentActivity(id: string, enabled = true) {
+  return useQuery({
+    queryKey: keys.deploymentActivity(id),
+    queryFn: () =>
+      unwrap(api.GET("/api/v1/deployments/{deployment_id}/activity", { params: { path: { deployment_id: id } } })),
+    enabled,
+    refetchInterval: 5_000,
   });
 }

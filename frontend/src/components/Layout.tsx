@@ -27,6 +27,9 @@ export function Layout() {
           <NavLink to="/positions">Positions</NavLink>
           <NavLink to="/wallet">Wallet</NavLink>
           <NavLink to="/charts">Charts</NavLink>
+          <NavLink to="/strategies">Strategies</NavLink>
+          <NavLink to="/backtests">Backtests</NavLink>
+          <NavLink to="/deployments">Deployments</NavLink>
           {isAdmin && <NavLink to="/admin">Admin</NavLink>}
         </nav>
         <span className="spacer" />

@@ -1,6 +1,7 @@
 /** Orders with modify (PATCH) and cancel (DELETE) for live ones, when the user may trade. */
 import { useState, type FormEvent } from "react";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { Link } from "react-router";
 import { api, unwrap } from "../api/client";
 import { errorMessage } from "../api/errors";
 import { keys, LIVE_STATUSES, type Order } from "../api/queries";
@@ -51,7 +52,9 @@ export function OrdersTable({ orders }: { orders: Order[] }) {
             return (
               <tr key={o.id}>
                 <td className="nowrap">{formatTime(o.created_at)}</td>
-                <td>{o.symbol}</td>
+                <td>
+                  {o.symbol} <DeploymentTag clientOrderId={o.client_order_id} />
+                </td>
                 <td className={o.side === "BUY" ? "pos" : "neg"}>{o.side}</td>
                 <td>{o.order_type}</td>
                 <td>{o.product}</td>
@@ -98,6 +101,17 @@ export function OrdersTable({ orders }: { orders: Order[] }) {
         </tbody>
       </table>
     </div>
+  );
+}
+
+/** Orders a deployment sent carry `dep-<first 16 of its id>-<n>`: a link to the deployment. */
+export function DeploymentTag({ clientOrderId }: { clientOrderId: string | null | undefined }) {
+  const m = /^dep-([0-9a-f]{16})-/.exec(clientOrderId ?? "");
+  if (!m) return null;
+  return (
+    <Link className="badge tag" to={`/deployments/${m[1]}`} title={`Sent by deployment ${m[1]}… (${clientOrderId})`}>
+      strategy
+    </Link>
   );
 }
 

@@ -16,7 +16,6 @@ import {
   type Time,
   type UTCTimestamp,
 } from "lightweight-charts";
-import type { Trade } from "../api/queries";
 import { applyQuote, barTimeFor, type Bar } from "../lib/candles";
 import { bollinger, ema, sma, type Point } from "../lib/indicators";
 import { useStream, type Quote } from "../ws/StreamProvider";
@@ -27,20 +26,33 @@ export interface Overlays {
   bollinger: boolean;
 }
 
+/** A fill to mark: the user's trades, or a backtest's fills. */
+export interface FillMark {
+  side: string;
+  quantity: number;
+  price: string;
+  /** ISO time of the fill */
+  at: string;
+}
+
 interface Props {
   symbol: string;
   interval: string;
   bars: Bar[];
   offset: number;
-  trades: Trade[];
+  trades: FillMark[];
   overlays: Overlays;
+  /** follow `quotes:<symbol>` (false for a historical range, such as a backtest's) */
+  live?: boolean;
+  /** marker labels: "B 3 @ 100.05", or just "B"/"S" (many fills over a long range) */
+  markerText?: "full" | "side";
 }
 
 function css(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
 }
 
-export function PriceChart({ symbol, interval, bars, offset, trades, overlays }: Props) {
+export function PriceChart({ symbol, interval, bars, offset, trades, overlays, live = true, markerText = "full" }: Props) {
   const el = useRef<HTMLDivElement>(null);
   const chart = useRef<IChartApi | null>(null);
   const candles = useRef<ISeriesApi<"Candlestick"> | null>(null);
@@ -131,18 +143,18 @@ export function PriceChart({ symbol, interval, bars, offset, trades, overlays }:
         position: buy ? "belowBar" : "aboveBar",
         shape: buy ? "arrowUp" : "arrowDown",
         color: buy ? "#2b8a3e" : "#c92a2a",
-        text: `${buy ? "B" : "S"} ${t.quantity} @ ${t.price}`,
+        text: markerText === "side" ? (buy ? "B" : "S") : `${buy ? "B" : "S"} ${t.quantity} @ ${t.price}`,
       });
     }
     ms.sort((a, b) => (a.time as number) - (b.time as number));
     markers.current?.setMarkers(ms);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [trades, bars, offset]);
+  }, [trades, bars, offset, markerText]);
 
   // Live quotes move the last bar.
   const stream = useStream();
   useEffect(() => {
-    if (!stream) return;
+    if (!stream || !live) return;
     let previousVolume: number | null = null;
     return stream.subscribe(`quotes:${symbol}`, (frame) => {
       const quote = frame.data as Quote | undefined;
@@ -154,7 +166,7 @@ export function PriceChart({ symbol, interval, bars, offset, trades, overlays }:
       volume.current?.update(volumeBar(bar));
     });
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [stream, symbol, interval, offset]);
+  }, [stream, symbol, interval, offset, live]);
 
   return <div ref={el} className="chart" role="img" aria-label={`${symbol} ${interval} candlestick chart`} />;
 }

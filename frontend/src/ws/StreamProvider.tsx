@@ -11,6 +11,7 @@ import { useToast, type ToastKind } from "../components/Toasts";
 import { formatPrice, formatQty } from "../lib/format";
 import { alertToastKind, parseAlertFrame, pushAlert, type AlertItem } from "./alerts";
 import { StreamClient, streamUrl, type Frame, type StreamState } from "./client";
+import { applyJobFrame } from "./jobs";
 
 export interface Quote {
   symbol: string;
@@ -56,6 +57,13 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
         if (kind) toast(kind, `${alert.severity === "critical" ? "Critical alert" : "Alert"}: ${alert.title}`);
       }),
     );
+    offs.push(
+      stream.subscribe("jobs", (frame) => {
+        const event = applyJobFrame(queryClient, frame);
+        if (event?.status === "succeeded") toast("success", "Backtest finished");
+        else if (event?.status === "failed") toast("error", `Backtest failed: ${event.error?.message ?? "see its page"}`);
+      }),
+    );
     offs.push(onTokens((t) => t && stream.reauthenticate(t.access_token)));
     offs.push(
       stream.onFrame((frame) => {
@@ -82,7 +90,7 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
 }
 
 function resync(queryClient: QueryClient): void {
-  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"]]) {
+  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"], keys.backtests, keys.deployments]) {
     void queryClient.invalidateQueries({ queryKey: key });
   }
 }
@@ -107,6 +115,7 @@ export function applyAccountFrame(queryClient: QueryClient, frame: Frame, toast:
     case "orders": {
       const order = frame.data as Order | undefined;
       void queryClient.invalidateQueries({ queryKey: keys.orders });
+      if (order?.client_order_id?.startsWith("dep-")) void queryClient.invalidateQueries({ queryKey: keys.deployments });
       // a kill switch or a halt cancels orders: the risk state may have changed with them
       void queryClient.invalidateQueries({ queryKey: keys.risk });
       if (order?.status === "REJECTED") {
@@ -119,6 +128,8 @@ export function applyAccountFrame(queryClient: QueryClient, frame: Frame, toast:
     case "trades": {
       const trade = frame.data as Trade | undefined;
       void queryClient.invalidateQueries({ queryKey: keys.trades });
+      // a deployment's activity (fills, P&L) follows its fills
+      void queryClient.invalidateQueries({ queryKey: ["deployments", "activity"] });
       if (trade?.symbol) {
         toast(
           "success",

@@ -102,8 +102,9 @@ class DeploymentManager:
         """Hook into the feed and restart the deployments left running or paused."""
         if isinstance(self.feed, ReplayFeed):
             self.feed.bar_listeners.append(self.on_replay_bars)
-        elif self.feed is not None and self.bus is not None:
-            self._subscription = self.bus.subscribe(f"{QUOTES_CHANNEL_PREFIX}*")
+        elif self.bus is not None:
+            # Quotes from this process's feed or, over Redis, another process's.
+            self._subscription = self.bus.subscribe(patterns=[f"{QUOTES_CHANNEL_PREFIX}*"])
             sub = await self._subscription.__aenter__()
             self._tasks.append(asyncio.create_task(self._quotes(sub), name="deploy-quotes"))
             self._tasks.append(asyncio.create_task(self._flush_minutes(), name="deploy-flush"))

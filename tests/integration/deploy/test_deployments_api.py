@@ -228,3 +228,34 @@ async def test_a_running_deployment_survives_a_restart(
         assert dep in manager(again).live
         r = await c.get(f"/api/v1/deployments/{dep}", headers=trader.headers)
         assert r.json()["status"] == "running"
+
+
+async def test_a_deployment_trades_on_bars_built_from_live_quotes(
+    app: FastAPI, client: httpx.AsyncClient, trader: AuthedUser, admin: AuthedUser
+) -> None:
+    """Without a replay, one-minute bars are built from the quotes on the bus."""
+    from quantdesk.core.market import Quote, quote_channel
+
+    await client.post(
+        f"/api/v1/admin/users/{trader.id}/deposits",
+        json={"amount": "100000"},
+        headers=admin.headers,
+    )
+    dep = (await _deploy(client, trader, "buyer")).json()["id"]
+    bus = app.state.qd.extras["bus"]
+    cache = app.state.qd.extras["quote_cache"]
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    for k in range(4):  # 3 minutes close (the 4th is still open)
+        px = Decimal("1500.00") + k
+        q = Quote(INFY, px, px, px, 1000 * (k + 1), start + timedelta(minutes=k, seconds=5))
+        await cache.set_many([q])
+        await bus.publish(quote_channel(INFY), q.to_json())
+    deadline = asyncio.get_running_loop().time() + 15
+    out: dict[str, object] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        out = (await client.get(f"/api/v1/deployments/{dep}", headers=trader.headers)).json()
+        if out["bars"] >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert out["bars"] >= 3, out
+    assert out["orders_sent"] >= 3

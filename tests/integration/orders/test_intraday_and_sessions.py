@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quantdesk.brokers.paper import PaperBroker
@@ -170,7 +170,10 @@ async def test_the_dp_charge_is_posted_once_per_scrip_per_day_on_the_first_deliv
     oms = Oms(settings)
     broker = PaperBroker(sessions, oms)
     uid = await new_user(sessions, "100000")
-    async with sessions() as db:
+    async with sessions() as db:  # other tests' DP charges in the shared database
+        before = (
+            await db.execute(select(func.count()).where(PostingRow.account == "fees:dp_charge"))
+        ).scalar_one()
         await oms.place(db, uid, req(Side.BUY, 10, "1440.00", product=Product.CNC), actor=ACTOR)
     await broker.reload()
     await fill_at(broker, Clock(datetime.now(UTC)), "1439.90")
@@ -192,11 +195,13 @@ async def test_the_dp_charge_is_posted_once_per_scrip_per_day_on_the_first_deliv
         dp_postings = (
             (
                 await db.execute(
-                    select(PostingRow.amount).where(PostingRow.account == "fees:dp_charge")
+                    select(PostingRow.amount)
+                    .where(PostingRow.account == "fees:dp_charge")
+                    .order_by(PostingRow.id)
                 )
             )
             .scalars()
-            .all()
+            .all()[before:]
         )
         rows = [await oms.get(db, o.id, uid) for o in sells]
     assert dp_postings == [dp]  # once, though two delivery sells traded
