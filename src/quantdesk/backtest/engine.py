@@ -241,6 +241,8 @@ class EventEngine:
             rng=random.Random(config.seed),
         )
         self.bindings: list[tuple[Indicator, str, list[float | None]]] = []
+        self._fractions: dict[float, Decimal] = {}
+        self._rate = Decimal(1) + config.costs.rate
         self.started = False
         self.mis_closed = (-1, -1)  # (session, bar index) of the last MIS square-off
         kind = type(strategy)
@@ -259,10 +261,15 @@ class EventEngine:
         """``floor(equity * percent / (close * (1 + rate)))`` whole lots (toward zero)."""
         if symbol not in self.columns:
             raise KeyError(f"{symbol} is not in this run")
-        close = self.mark(symbol, i)
-        equity = self.ctx.equity
-        rate = Decimal(1) + self.config.costs.rate
-        raw = equity * Decimal(repr(float(percent))) / (close * rate)
+        book = self.book
+        equity = book.cash
+        for held_symbol, qty in book.net.items():
+            if qty:
+                equity += qty * self.mark(held_symbol, i)
+        fraction = self._fractions.get(percent)
+        if fraction is None:
+            fraction = self._fractions[percent] = Decimal(repr(float(percent)))
+        raw = equity * fraction / (self.mark(symbol, i) * self._rate)
         qty = int(abs(raw).to_integral_value(ROUND_FLOOR)) * (1 if raw >= 0 else -1)
         lot = self.config.specs[symbol].lot_size
         return qty - (abs(qty) % lot) * (1 if qty >= 0 else -1)

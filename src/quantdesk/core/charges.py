@@ -473,7 +473,16 @@ class Charges:
 
     @property
     def total(self) -> Decimal:
-        return sum((getattr(self, c) for c in COMPONENTS), _ZERO)
+        # Spelled out (not a generator over COMPONENTS): it is on every fill's path.
+        return (
+            self.brokerage
+            + self.stt
+            + self.exchange_charge
+            + self.sebi_fee
+            + self.stamp_duty
+            + self.gst
+            + self.dp_charge
+        )
 
     def as_dict(self) -> dict[str, Decimal]:
         """Components in :data:`COMPONENTS` order (the ledger posts one entry per non-zero one)."""

@@ -6,6 +6,7 @@ same quotes from the same bars.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,12 @@ def round_to_tick(price: Decimal, tick: Decimal, rounding: TickRounding = "neare
     _check_tick(tick)
     if not price.is_finite():
         raise ValueError(f"price must be finite, got {price!r}")
+    return _rounded(price, tick, rounding)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _rounded(price: Decimal, tick: Decimal, rounding: TickRounding) -> Decimal:
+    """Memoised: fills, marks and holds round the same few prices over and over."""
     steps = (price / tick).to_integral_value(rounding=_ROUNDING[rounding])
     exponent = tick.as_tuple().exponent
     assert isinstance(exponent, int)  # finite decimals have an int exponent
