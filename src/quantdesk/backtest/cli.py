@@ -138,7 +138,7 @@ def backtest_run(
     )
 
     from quantdesk.backtest.runner import BacktestError, BacktestRequest, parse_param, run_backtest
-    from quantdesk.bootstrap import bar_store
+    from quantdesk.market.store import BarStore
 
     settings = _settings()
     registry = _registry(settings)
@@ -183,7 +183,7 @@ def backtest_run(
         try:
             result = run_backtest(
                 request,
-                store=bar_store(settings),
+                store=BarStore(settings.data_dir / "bars", cache_bytes=0),  # one read
                 registry=registry,
                 paper_fill_model=settings.paper_fill_model(),
                 specs=_specs(request.symbols),

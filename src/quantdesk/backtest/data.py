@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pyarrow as pa
 
 from quantdesk.core.market import round_to_tick
 from quantdesk.market.calendars import ExchangeCalendar
@@ -167,25 +168,31 @@ def load_dataset(
         session[where] = bars.session
         # Forward-fill: the index (into this symbol's bars) of its last bar at or before each
         # time; before its first bar, the first bar (flagged not present).
-        rank = np.maximum(np.cumsum(mask) - 1, 0)
         cols: dict[str, np.ndarray] = {}
-        for name in _FIELDS:
-            values = np.asarray(getattr(bars, name), dtype=np.float64)
-            cols[name] = np.ascontiguousarray(values[rank])
-        # A carried-forward bar has no range and no volume: it is the last close, flat.
-        carried = ~mask
-        for name in ("open", "high", "low"):
-            cols[name][carried] = cols["close"][carried]
-        cols["volume"][carried] = 0.0
+        if len(bars) == n:  # a bar at every time (one symbol): no alignment, no copies
+            for name in _FIELDS:
+                cols[name] = np.ascontiguousarray(getattr(bars, name), dtype=np.float64)
+        else:
+            rank = np.maximum(np.cumsum(mask) - 1, 0)
+            for name in _FIELDS:
+                values = np.asarray(getattr(bars, name), dtype=np.float64)
+                cols[name] = np.ascontiguousarray(values[rank])
+            # A carried-forward bar has no range and no volume: it is the last close, flat.
+            carried = ~mask
+            for name in ("open", "high", "low"):
+                cols[name][carried] = cols["close"][carried]
+            cols["volume"][carried] = 0.0
         fields[s] = cols
         present[s] = mask
         digest.update(s.encode())
         for name in ("time", "open", "high", "low", "close", "volume"):
-            digest.update(np.ascontiguousarray(getattr(bars, name)).tobytes())
+            digest.update(np.ascontiguousarray(getattr(bars, name)).data)
     arrays = calendar.session_arrays()
     days = arrays["date"].astype("datetime64[D]").astype(np.int64)
     idx = np.clip(np.searchsorted(days, session), 0, len(days) - 1)
     session_close = (arrays["close"][idx] // 1000).astype(np.int64)
+    # The Arrow pool keeps what the reads freed; hand it back before the run allocates.
+    pa.default_memory_pool().release_unused()
     return Dataset(
         symbols=tuple(names),
         interval=interval,

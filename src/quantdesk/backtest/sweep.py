@@ -301,7 +301,7 @@ def _open(ws: Workspace) -> tuple[BarStore, Registry]:
             from quantdesk.market.store import BarStore
 
             _OPEN[key] = (
-                BarStore(ws.bars_dir),
+                BarStore(ws.bars_dir, cache_bytes=0),
                 Registry(Path(ws.strategy_dir) if ws.strategy_dir else None),
             )
         return _OPEN[key]
@@ -538,7 +538,7 @@ def _precheck(base: BacktestRequest, ws: Workspace, registry: Registry) -> None:
 
     prepare(
         base,
-        store=BarStore(ws.bars_dir),
+        store=BarStore(ws.bars_dir, cache_bytes=0),
         registry=registry,
         paper_fill_model=ws.fill_model,
         specs=dict(ws.specs),

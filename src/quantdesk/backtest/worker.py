@@ -91,7 +91,7 @@ def run_job(job: JobSpec) -> dict[str, Any]:
         request = BacktestRequest.model_validate(job.request)
         result = run_backtest(
             request,
-            store=BarStore(job.bars_dir),
+            store=BarStore(job.bars_dir, cache_bytes=0),
             registry=Registry(Path(job.strategy_dir)),
             paper_fill_model=job.fill_model,
             specs=job.specs,

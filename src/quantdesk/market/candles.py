@@ -127,7 +127,10 @@ def candle_arrays(
     if interval in _STEP_SECONDS:
         bars = _read(store, symbol, "1m", calendar, first, last)
         keys = _intraday_keys(bars, calendar, _STEP_SECONDS[interval])
-        result = _aggregate(bars, keys, keys_are_times=True)
+        # One-minute candles of minute-aligned bars are the bars: no copy (a year of 1-minute
+        # bars is ~100k rows; a backtest may read ten).
+        same = interval == "1m" and np.array_equal(keys, bars.time)
+        result = bars if same else _aggregate(bars, keys, keys_are_times=True)
     else:
         daily = _daily(store, symbol, calendar, first, last, source)
         if interval == "1d":
