@@ -21,11 +21,11 @@ fills and the closes after the run.
 from __future__ import annotations
 
 import gc
-from array import array
 import logging
 import random
 import time as _time
 import traceback
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
