@@ -246,6 +246,7 @@ class EventEngine:
         # (indicator, attribute, values as a compact array of doubles, first index with a value)
         self.bindings: list[tuple[Indicator, str, array[float], int]] = []
         self._fractions: dict[float, Decimal] = {}
+        self._pricers = {s: Pricer(spec.tick_size) for s, spec in config.specs.items()}
         self._rate = Decimal(1) + config.costs.rate
         self.started = False
         self.mis_closed = (-1, -1)  # (session, bar index) of the last MIS square-off
@@ -259,7 +260,7 @@ class EventEngine:
     # -- helpers used by the context ------------------------------------------------------------
 
     def mark(self, symbol: str, i: int) -> Decimal:
-        return to_price(self.columns[symbol]["close"][i], self.config.specs[symbol].tick_size)
+        return self._pricers[symbol](self.columns[symbol]["close"][i])
 
     def target_size(self, i: int, symbol: str, percent: float) -> int:
         """``floor(equity * percent / (close * (1 + rate)))`` whole lots (toward zero)."""
@@ -434,9 +435,13 @@ class EventEngine:
     # -- per-bar work ----------------------------------------------------------------------
 
     def _bar(self, symbol: str, i: int) -> Bar:
+        """Bar ``i`` of ``symbol`` as the core's decimal bar (prices on the tick)."""
         cols = self.columns[symbol]
-        tick = self.config.specs[symbol].tick_size
-        o, h, lo, c = (to_price(cols[k][i], tick) for k in ("open", "high", "low", "close"))
+        price = self._pricers[symbol]
+        o = price(float(cols["open"][i]))
+        h = price(float(cols["high"][i]))
+        lo = price(float(cols["low"][i]))
+        c = price(cols["close"][i])
         return trusted_bar(
             self.data.datetime_at(i),
             symbol,
@@ -585,6 +590,25 @@ class EventEngine:
                 gc.enable()
         self._call("on_stop", strategy.on_stop, ctx)
         return EngineRun(self.data, self.config, book, _time.perf_counter() - started)
+
+
+class Pricer:
+    """A float price as a Decimal on one tick (:func:`to_price`), memoised per value: bar
+    prices repeat, and a dict keyed by the float alone is the cheapest lookup."""
+
+    __slots__ = ("cache", "tick")
+
+    def __init__(self, tick: Decimal) -> None:
+        self.tick = tick
+        self.cache: dict[float, Decimal] = {}
+
+    def __call__(self, value: float) -> Decimal:
+        price = self.cache.get(value)
+        if price is None:
+            if len(self.cache) >= 1 << 18:
+                self.cache.clear()
+            price = self.cache[value] = to_price(value, self.tick)
+        return price
 
 
 def _any_before_in_session(before: np.ndarray, session: np.ndarray) -> np.ndarray:
