@@ -23,6 +23,15 @@ strategies_app = typer.Typer(help="Strategies: built-in and user files.", no_arg
 out = Console()
 err = Console(stderr=True)
 
+# The options `backtest run` and `backtest sweep` share.
+StrategyArg = Annotated[
+    str, typer.Argument(metavar="STRATEGY", help="Strategy name (see `quantdesk strategies list`).")
+]
+SymbolsOpt = Annotated[str, typer.Option("--symbols", help="NSE:INFY[,NSE:TCS...]")]
+IntervalOpt = Annotated[str, typer.Option(help="1m|5m|15m|30m|1h|1d")]
+StartOpt = Annotated[str, typer.Option(help="First session, YYYY-MM-DD.")]
+EndOpt = Annotated[str, typer.Option(help="Last session, YYYY-MM-DD.")]
+
 
 def _settings() -> Settings:
     from quantdesk.cli import _settings
@@ -101,13 +110,11 @@ def _metrics_table(result: BacktestResult) -> Table:
 
 @backtest_app.command("run")
 def backtest_run(
-    strategy: Annotated[
-        str, typer.Argument(help="Strategy name (see `quantdesk strategies list`).")
-    ],
-    symbols: Annotated[str, typer.Option("--symbols", help="NSE:INFY[,NSE:TCS...]")] = "",
-    interval: Annotated[str, typer.Option(help="1m|5m|15m|30m|1h|1d")] = "1d",
-    start: Annotated[str, typer.Option(help="First session, YYYY-MM-DD.")] = "",
-    end: Annotated[str, typer.Option(help="Last session, YYYY-MM-DD.")] = "",
+    strategy: StrategyArg,
+    symbols: SymbolsOpt = "",
+    interval: IntervalOpt = "1d",
+    start: StartOpt = "",
+    end: EndOpt = "",
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Strategy parameter k=v (repeatable).")
     ] = None,
@@ -239,13 +246,11 @@ def _specs(symbols: list[str]) -> dict[str, Any]:
 
 @backtest_app.command("sweep")
 def backtest_sweep(
-    strategy: Annotated[
-        str, typer.Argument(help="Strategy name (see `quantdesk strategies list`).")
-    ],
-    symbols: Annotated[str, typer.Option("--symbols", help="NSE:INFY[,NSE:TCS...]")] = "",
-    interval: Annotated[str, typer.Option(help="1m|5m|15m|30m|1h|1d")] = "1d",
-    start: Annotated[str, typer.Option(help="First session, YYYY-MM-DD.")] = "",
-    end: Annotated[str, typer.Option(help="Last session, YYYY-MM-DD.")] = "",
+    strategy: StrategyArg,
+    symbols: SymbolsOpt = "",
+    interval: IntervalOpt = "1d",
+    start: StartOpt = "",
+    end: EndOpt = "",
     grid_values: Annotated[
         list[str] | None,
         typer.Option(
