@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default=None, description="User strategy files; default <data_dir>/strategies."
     )
     redis_url: str | None = Field(default=None, description="Redis for bus, cache, throttles.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server (http://host:5000); default a local store under "
+        "<data_dir>/mlflow.",
+    )
     redis_prefix: str = Field(default="qd:", description="Prefix of every Redis key and channel.")
     jwt_secret: SecretStr | None = None
     jwt_algorithm: str = "HS256"
@@ -163,6 +168,19 @@ class Settings(BaseSettings):
     @property
     def resolved_strategy_dir(self) -> Path:
         return self.strategy_dir if self.strategy_dir is not None else self.data_dir / "strategies"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """The MLflow tracking (and registry) URI: the setting, else SQLite under the data dir."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        db = (self.data_dir / "mlflow" / "mlflow.db").resolve()
+        return f"sqlite:///{db.as_posix()}"
+
+    @property
+    def mlflow_artifact_dir(self) -> Path:
+        """Where the embedded MLflow store keeps run artifacts (models, plots)."""
+        return self.data_dir / "mlflow" / "artifacts"
 
     @property
     def is_sqlite(self) -> bool:
