@@ -101,7 +101,7 @@ def measure(store_dir: str, first: str, last: str, engine: str) -> None:
     """One run in this (fresh) process: loading, the engine, peak memory; one JSON line."""
     import json
 
-    store = BarStore(store_dir)
+    store = BarStore(store_dir, cache_bytes=0)  # one read, as the CLI and the workers do
     t = time.perf_counter()
     data = load_dataset(store, [SYMBOL], "1m", date.fromisoformat(first), date.fromisoformat(last))
     data = data.on_ticks({SYMBOL: Decimal("0.05")})

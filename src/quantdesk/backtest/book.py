@@ -99,9 +99,10 @@ class Working:
     tag: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BookFill:
-    """One execution, as the result records it."""
+    """One execution, as the result records it (not frozen: a frozen dataclass's ``__init__``
+    costs a call per field, and the engine makes one per fill)."""
 
     index: int  # bar index of the fill
     time: datetime
@@ -212,18 +213,18 @@ class Book:
         if refuse is not None:
             quantity = max(quantity, 1)
         try:
-            order = Order(
-                id=order_id,
-                client_order_id=order_id,
-                account="backtest",
-                symbol=symbol,
-                side=side,
-                order_type=order_type,
-                product=product,
-                time_in_force=time_in_force,
-                quantity=quantity,
-                limit_price=limit_price,
-                stop_price=stop_price,
+            order = Order(  # positional (id, client id, account, ...): the hot path
+                order_id,
+                order_id,
+                "backtest",
+                symbol,
+                side,
+                order_type,
+                product,
+                time_in_force,
+                quantity,
+                limit_price,
+                stop_price,
             )
         except DomainError as exc:
             # Not a valid order at all (bad quantity or prices): record a rejected stand-in.

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from quantdesk.core.charges import (
     PAISA,
@@ -31,14 +30,17 @@ from quantdesk.core.orders import Order, Product, Side
 
 __all__ = ["BpsCosts", "CostModel", "Executed", "IndiaCosts", "parse_costs", "trade_date"]
 
-_IST: Final = ZoneInfo("Asia/Kolkata")
+_IST_OFFSET: Final = timedelta(hours=5, minutes=30)
 _BPS: Final = Decimal(10_000)
 _MAX_BPS: Final = Decimal(1_000)
 
 
 def trade_date(at: datetime) -> date:
-    """The Indian exchanges' calendar day of an instant (what charges are dated by)."""
-    return at.astimezone(_IST).date()
+    """The Indian exchanges' calendar day of an instant (what charges are dated by). IST has
+    been UTC+05:30 all year since 1945 (no daylight saving): a fixed offset, not a zone lookup."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("trade_date needs a timezone-aware time")
+    return (at.astimezone(UTC) + _IST_OFFSET).date()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from quantdesk.strategy.indicators import Indicator
 
 from .book import Book, BookFill, to_price, trusted_bar
 from .costs import CostModel
-from .data import Dataset
+from .data import Dataset, release_free_memory
 
 __all__ = ["EngineConfig", "EngineRun", "EventEngine", "StrategyFailed"]
 
@@ -105,6 +105,8 @@ class _Ctx(Context):
         self.i = 0
         self._cols: dict[str, dict[str, Any]] = engine.columns
         self._net = engine.book.net
+        # ``position`` is called on nearly every bar: the net dict's own lookup (a C call).
+        self.position = self._net.__getitem__  # type: ignore[method-assign]
         self.log = logging.getLogger(f"quantdesk.strategy.{engine.strategy.name}")
 
     # time and data
@@ -202,6 +204,8 @@ class _Ctx(Context):
         delta = int(target) - book.net.get(symbol, 0) - book.pending(symbol)
         if delta == 0:
             return None
+        if not kw:  # the usual call: straight to the engine with the defaults
+            return self._e.place(self.i, symbol, delta, "MARKET", None, None, "CNC", "DAY", None)
         return self.order(symbol, delta, **kw)
 
     def order_target_percent(self, symbol: str, percent: float, **kw: Any) -> str | None:
@@ -229,10 +233,12 @@ class EventEngine:
         self.data = data
         self.config = config
         self.progress = progress
-        # Closes are read on every bar: a list (Python floats, fast to index). The other fields
-        # are read only at fills and by ctx.bar(): numpy arrays, a quarter of the memory.
+        # Closes are read by strategies (ctx.close) and marks: compact arrays of doubles (an
+        # index gives a Python float, far cheaper than numpy's scalar; a quarter of a list's
+        # memory). The other fields are read only at fills and by ctx.bar(): numpy arrays.
         self.columns: dict[str, dict[str, Any]] = {
-            s: {**cols, "close": cols["close"].tolist()} for s, cols in data.fields.items()
+            s: {**cols, "close": array("d", cols["close"].tobytes())}
+            for s, cols in data.fields.items()
         }
         self.book = Book(
             cash=config.cash,
@@ -242,6 +248,7 @@ class EventEngine:
             limits=config.limits,
             leverage=config.mis_leverage,
             rng=random.Random(config.seed),
+            net=_Net(),
         )
         # (indicator, attribute, values as a compact array of doubles, first index with a value)
         self.bindings: list[tuple[Indicator, str, array[float], int]] = []
@@ -255,7 +262,7 @@ class EventEngine:
         self._wants_updates = kind.on_order_update is not Strategy.on_order_update
         self._last_in_session = data.last_in_session
         self.ctx = _Ctx(self)
-        self._present = {s: p.tolist() for s, p in data.present.items()}
+        self._present = {s: p.tobytes() for s, p in data.present.items()}  # 1 byte a bar
 
     # -- helpers used by the context ------------------------------------------------------------
 
@@ -469,12 +476,12 @@ class EventEngine:
                 last = changed[-1]
                 self._notify_update(last, self.book.events[-1].reason, bar.ts)
 
-    def _flags(self) -> tuple[list[int], dict[int, list[Callable[[Context], None]]], set[int]]:
+    def _flags(self) -> tuple[bytes, dict[int, list[Callable[[Context], None]]], set[int]]:
         """Per bar: 0, or a non-zero flag when something happens after ``on_bar``."""
         data = self.data
         n = len(data)
         last = data.last_in_session
-        flags = last.astype(np.int64)
+        flags = last.astype(np.uint8)
         scheduled: dict[int, list[Callable[[Context], None]]] = {}
         tz = data.calendar.tz if data.calendar is not None else "Asia/Kolkata"
         ends = pd.DatetimeIndex(pd.to_datetime(data.end, unit="us", utc=True)).tz_convert(tz)
@@ -496,7 +503,7 @@ class EventEngine:
         square_off = set(np.flatnonzero(square).tolist())
         for i in square_off:
             flags[i] = 1
-        return flags.tolist(), scheduled, square_off
+        return flags.tobytes(), scheduled, square_off
 
     def _square_off(self, i: int) -> None:
         book = self.book
@@ -552,7 +559,8 @@ class EventEngine:
         self._call("on_start", strategy.on_start, ctx)
         self.started = True
         flags, scheduled, square_off = self._flags()
-        last = self.data.last_in_session.tolist()
+        release_free_memory()  # the set-up's temporaries (indicator batches, time arrays)
+        last = self.data.last_in_session.tobytes()
         bindings = self.bindings
         on_bar = strategy.on_bar
         working = book.working
@@ -590,6 +598,13 @@ class EventEngine:
                 gc.enable()
         self._call("on_stop", strategy.on_stop, ctx)
         return EngineRun(self.data, self.config, book, _time.perf_counter() - started)
+
+
+class _Net(dict[str, int]):
+    """Net quantity per symbol; 0 for a symbol never traded (without inserting it)."""
+
+    def __missing__(self, symbol: str) -> int:
+        return 0
 
 
 class Pricer:

@@ -133,9 +133,10 @@ def match(
     ioc = order.time_in_force is TimeInForce.IOC
     price, reason, triggered = _fill_price(order, update, spec, model, rng)
     quantity = 0 if price is None else _quantity(order, traded_volume, spec, model)
-    fills = (ProposedFill(quantity, price, reason),) if price is not None and quantity else ()
-    filled = sum(f.quantity for f in fills)
-    return Match(fills, triggered, ioc and filled < order.remaining_quantity)
+    if price is None or not quantity:
+        return Match((), triggered, ioc and order.remaining_quantity > 0)
+    fills = (ProposedFill(quantity, price, reason),)
+    return Match(fills, triggered, ioc and quantity < order.remaining_quantity)
 
 
 def _quantity(order: Order, traded_volume: int, spec: InstrumentSpec, model: FillModel) -> int:
@@ -210,6 +211,11 @@ def _slipped(
     if price <= 0:
         return None  # no one on that side of the book
     ticks = model.slippage_ticks
+    if not ticks and not model.random_slippage_ticks and not model.slippage_bps:
+        out = round_to_tick(price, spec.tick_size, "up" if buy else "down")
+        if not buy:
+            out = max(out, spec.tick_size)
+        return out if limit is None else (min(out, limit) if buy else max(out, limit))
     if model.random_slippage_ticks:
         if rng is None:
             raise ValueError("random slippage needs an injected random.Random")

@@ -395,7 +395,10 @@ class BarStore:
         # this whole-file scan; DuckDB stays for ad-hoc SQL (coverage).
         table = pa.concat_tables([self._cache.read(f) for f in files])
         mask = _bounds_mask(table, start, end, first_session, last_session)
-        return table if mask is None else table.filter(mask)
+        # Whole partitions usually fall inside the bounds: no filtered copy then.
+        if mask is None or pc.all(mask).as_py():
+            return table
+        return table.filter(mask)
 
     def read(
         self,

@@ -212,6 +212,7 @@ def test_correct_use_of_the_builders_never_makes_available_negative(ops: list[tu
     b: dict[tuple[str, str], Decimal] = {}
     # order id -> [remaining quantity, limit, estimated charges left, held for the order]
     book: dict[int, list] = {}
+    next_id = 0  # order ids are never reused (len(book) would be, after a fill or cancel)
 
     def post(*new: JournalEntry) -> None:
         nonlocal b
@@ -233,8 +234,9 @@ def test_correct_use_of_the_builders_never_makes_available_negative(ops: list[tu
                 with pytest.raises(InvalidState):
                     lg.hold(U, amount, INR, available=available, ref="o")
                 continue
-            post(lg.hold(U, amount, INR, available=available, ref=f"o{len(book)}"))
-            book[len(book)] = [qty, limit, estimate, amount]
+            post(lg.hold(U, amount, INR, available=available, ref=f"o{next_id}"))
+            book[next_id] = [qty, limit, estimate, amount]
+            next_id += 1
         elif kind == "fill" and op[1] in book:
             state = book[op[1]]
             qty = min(op[2], state[0])
