@@ -106,7 +106,7 @@ class _Ctx(Context):
         self._cols: dict[str, dict[str, Any]] = engine.columns
         self._net = engine.book.net
         # ``position`` is called on nearly every bar: the net dict's own lookup (a C call).
-        self.position = self._net.__getitem__  # type: ignore[method-assign]
+        self.position = self._net.__getitem__  # type: ignore[method-assign,assignment]
         self.log = logging.getLogger(f"quantdesk.strategy.{engine.strategy.name}")
 
     # time and data
