@@ -20,10 +20,12 @@ from __future__ import annotations
 import time as _time
 import traceback
 from collections.abc import Callable
+from datetime import UTC
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 
 from quantdesk.core.charges import Charges
 from quantdesk.core.orders import Order, OrderStatus, OrderType, Product, Side, TimeInForce
@@ -139,8 +141,26 @@ class _Loop:
             changed = ~np.isnan(target) & ((target != prev) | np.isnan(prev))
         n = len(target)
         points = np.flatnonzero(changed)
-        for t, value in zip(points.tolist(), target[points].tolist(), strict=True):
-            self._order_at(t, value, n)
+        if not self.fast:
+            for t, value in zip(points.tolist(), target[points].tolist(), strict=True):
+                self._order_at(t, value, n)
+            return
+        # Everything the loop reads per order, gathered by numpy first: the close at the
+        # signal, the next bar with a real bar after it (n: none) and that bar's open.
+        real = np.flatnonzero(self.present)
+        after = np.searchsorted(real, points, side="right")
+        nxt = np.where(after < len(real), real[np.minimum(after, len(real) - 1)], n)
+        opens = np.where(nxt < n, self.opens[np.minimum(nxt, n - 1)], np.nan)
+        order = self._order_fast
+        for t, value, close, nx, open_ in zip(
+            points.tolist(),
+            target[points].tolist(),
+            self.closes[points].tolist(),
+            nxt.tolist(),
+            opens.tolist(),
+            strict=True,
+        ):
+            order(t, value, close, nx, open_)
 
     def _paise(self, value: float) -> int:
         paise = self.paise.get(value)
@@ -154,9 +174,10 @@ class _Loop:
             frac = self.fractions[value] = Fraction(Decimal(repr(value)))
         return frac
 
-    def _order_fast(self, t: int, value: float, n: int) -> None:
-        """:meth:`_order_at` in whole paise (bps costs: no DP charge, no dated schedule)."""
-        close_p = self._paise(float(self.closes[t]))
+    def _order_fast(self, t: int, value: float, close: float, nxt: int, open_: float) -> None:
+        """:meth:`_order_at` in whole paise (bps costs: no DP charge, no dated schedule), with
+        the signal bar's ``close`` and the next real bar ``nxt`` (len: none) and its open."""
+        close_p = self._paise(close)
         held = self.held
         equity_p = self.cash_p + held * close_p
         frac = self._fraction(value)
@@ -174,14 +195,11 @@ class _Loop:
         if side is Side.SELL and -delta > held:
             self.raw.append((number, t, side, -delta, 0, 0, OrderStatus.REJECTED.value))
             return
-        nxt = t + 1
-        while nxt < n and not self.present[nxt]:
-            nxt += 1
         quantity = abs(delta)
-        if nxt >= n:
+        if open_ != open_:  # NaN: no bar after the signal
             self.raw.append((number, t, side, quantity, 0, 0, OrderStatus.OPEN.value))
             return
-        key = (float(self.opens[nxt]), side)
+        key = (open_, side)
         price_p = self.prices.get(key)
         if price_p is None:
             price_p = int(_market_price(key[0], side, self.tick, self.config) * 100)
@@ -210,6 +228,10 @@ class _Loop:
     def _materialise(self) -> None:
         """The integer path's records as the Decimal path's (after the timed loop)."""
         cent = Decimal("0.01")
+        filled = [r[1] for r in self.raw if r[6] == OrderStatus.FILLED.value]
+        times = iter(
+            pd.to_datetime(self.data.time[filled], unit="us", utc=True).to_pydatetime().tolist()
+        )
         for number, index, side, quantity, price_p, fee_p, status in self.raw:
             order_id = f"bt-{number}"
             if status != OrderStatus.FILLED.value:
@@ -234,7 +256,7 @@ class _Loop:
             self.fills.append(
                 BookFill(
                     index,
-                    self.data.datetime_at(index),
+                    next(times).astimezone(UTC),
                     order_id,
                     self.symbol,
                     side,
