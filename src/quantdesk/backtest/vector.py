@@ -270,10 +270,8 @@ class _Loop:
         self.cash = Decimal(self.cash_p) * cent
 
     def _order_at(self, t: int, value: float, n: int) -> None:
-        """What ``order_target_percent(value)`` does at bar ``t``'s close, and its fill."""
-        if self.fast:
-            self._order_fast(t, value, n)
-            return
+        """What ``order_target_percent(value)`` does at bar ``t``'s close, and its fill (the
+        Decimal path; :meth:`_order_fast` is the same in whole paise)."""
         close_t = to_price(float(self.closes[t]), self.tick)
         held = self.held
         equity = self.cash + held * close_t
