@@ -75,18 +75,19 @@ def trusted_bar(
     ts: datetime, symbol: str, o: Decimal, h: Decimal, lo: Decimal, c: Decimal, volume: int
 ) -> Bar:
     """A core :class:`Bar` from the store's already validated bars, skipping the checks."""
-    bar = object.__new__(Bar)
-    for name, value in (
-        ("ts", ts),
-        ("symbol", symbol),
-        ("open", o),
-        ("high", h),
-        ("low", lo),
-        ("close", c),
-        ("volume", volume),
-    ):
-        object.__setattr__(bar, name, value)
+    bar = _new(Bar)
+    _SET(bar, "ts", ts)
+    _SET(bar, "symbol", symbol)
+    _SET(bar, "open", o)
+    _SET(bar, "high", h)
+    _SET(bar, "low", lo)
+    _SET(bar, "close", c)
+    _SET(bar, "volume", volume)
     return bar
+
+
+_new = object.__new__
+_SET = object.__setattr__
 
 
 @dataclass(slots=True)
@@ -417,7 +418,7 @@ class Book:
                 charges = charges + self.costs.dp_charge(at)
         fees = charges.total
         key = (order.symbol, order.product)
-        self.positions[key] = self.position(order.symbol, order.product).apply(
+        self.positions[key] = (self.positions.get(key) or Position(order.symbol)).apply(
             Fill(order.symbol, order.side, quantity, price, fees, trade_id)
         )
         signed = quantity if order.side is Side.BUY else -quantity

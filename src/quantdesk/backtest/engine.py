@@ -444,11 +444,18 @@ class EventEngine:
     def _bar(self, symbol: str, i: int) -> Bar:
         """Bar ``i`` of ``symbol`` as the core's decimal bar (prices on the tick)."""
         cols = self.columns[symbol]
-        price = self._pricers[symbol]
-        o = price(float(cols["open"][i]))
-        h = price(float(cols["high"][i]))
-        lo = price(float(cols["low"][i]))
-        c = price(cols["close"][i])
+        pricer = self._pricers[symbol]
+        get = pricer.cache.get
+        o = float(cols["open"][i])
+        h = float(cols["high"][i])
+        lo = float(cols["low"][i])
+        c = cols["close"][i]
+        o, h, lo, c = (
+            get(o) or pricer(o),
+            get(h) or pricer(h),
+            get(lo) or pricer(lo),
+            get(c) or pricer(c),
+        )
         return trusted_bar(
             self.data.datetime_at(i),
             symbol,
@@ -470,9 +477,10 @@ class EventEngine:
                 bar = bars[symbol] = self._bar(symbol, i)
             before = len(self.book.fills)
             changed = self.book.match_bar(w, i, bar)
-            for fill in self.book.fills[before:]:
-                self._notify_fill(fill)
-            if changed and not changed[-1].is_live:
+            if self._wants_fills:
+                for fill in self.book.fills[before:]:
+                    self._notify_fill(fill)
+            if self._wants_updates and changed and not changed[-1].is_live:
                 last = changed[-1]
                 self._notify_update(last, self.book.events[-1].reason, bar.ts)
 
