@@ -446,16 +446,16 @@ class EventEngine:
         cols = self.columns[symbol]
         pricer = self._pricers[symbol]
         get = pricer.cache.get
-        o = float(cols["open"][i])
-        h = float(cols["high"][i])
-        lo = float(cols["low"][i])
-        c = cols["close"][i]
-        o, h, lo, c = (
-            get(o) or pricer(o),
-            get(h) or pricer(h),
-            get(lo) or pricer(lo),
-            get(c) or pricer(c),
+        fo, fh, fl, fc = (
+            float(cols["open"][i]),
+            float(cols["high"][i]),
+            float(cols["low"][i]),
+            cols["close"][i],
         )
+        o = get(fo) or pricer(fo)
+        h = get(fh) or pricer(fh)
+        lo = get(fl) or pricer(fl)
+        c = get(fc) or pricer(fc)
         return trusted_bar(
             self.data.datetime_at(i),
             symbol,
