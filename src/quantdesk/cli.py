@@ -18,6 +18,7 @@ from quantdesk.backtest.cli import backtest_app, strategies_app
 from quantdesk.charges.cli import charges_command
 from quantdesk.market.cli import data_app, demo_app
 from quantdesk.market.instruments_cli import app as instruments_app
+from quantdesk.ml.cli import ml_app
 from quantdesk.settings import ConfigError, Settings
 from quantdesk.wallet.cli import app as ledger_app
 
@@ -39,6 +40,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(demo_app, name="demo")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(strategies_app, name="strategies")
+app.add_typer(ml_app, name="ml")
 app.add_typer(backtest_app, name="backtest")
 alerts_app = typer.Typer(help="Alerts: Telegram and e-mail.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")

@@ -48,7 +48,7 @@ from .book import Book, BookFill, to_price, trusted_bar
 from .costs import CostModel
 from .data import Dataset, release_free_memory
 
-__all__ = ["EngineConfig", "EngineRun", "EventEngine", "StrategyFailed"]
+__all__ = ["EngineConfig", "EngineRun", "EventEngine", "SignalReader", "StrategyFailed"]
 
 _US = 1_000_000
 _CHUNK = 1 << 13  # progress is reported (and a cancel can act) every chunk

@@ -27,7 +27,7 @@ from quantdesk.strategy.registry import Registry, UnknownStrategy
 
 from .costs import CostModel, IndiaCosts, parse_costs
 from .data import BacktestDataError, Dataset, load_dataset
-from .engine import EngineConfig, EventEngine
+from .engine import EngineConfig, EventEngine, SignalReader
 from .result import BacktestResult, build_result
 from .vector import VectorUnsupported, run_vector
 
@@ -116,6 +116,7 @@ def prepare(
     registry: Registry,
     paper_fill_model: FillModel | None = None,
     specs: Mapping[str, InstrumentSpec] | None = None,
+    signals: SignalReader | None = None,
 ) -> Prepared:
     """Everything checked and loaded; raises :class:`BacktestError` naming the problem."""
     try:
@@ -147,6 +148,7 @@ def prepare(
         fill_model=model,
         specs=specs_of,
         seed=request.seed,
+        signals=signals,
     )
     if request.engine == "vector":
         try:
@@ -212,9 +214,17 @@ def run_backtest(
     specs: Mapping[str, InstrumentSpec] | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
+    signals: SignalReader | None = None,
 ) -> BacktestResult:
+    """``signals`` answers the strategy's ``ctx.signal`` (the ML pipeline backtests a model's
+    out-of-sample predictions through it); None: every signal is None."""
     p = prepare(
-        request, store=store, registry=registry, paper_fill_model=paper_fill_model, specs=specs
+        request,
+        store=store,
+        registry=registry,
+        paper_fill_model=paper_fill_model,
+        specs=specs,
+        signals=signals,
     )
     if request.engine == "vector":
         engine_run = run_vector(p.strategy, p.data, p.config, progress=progress)
