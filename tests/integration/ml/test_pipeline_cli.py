@@ -6,6 +6,7 @@ the backtester for the signal backtest.
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import date
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_train_json_contract_versions_and_promotion(data_dir: Path) -> None:
     assert doc["checks"]["passed"] is True
     # Folds are in time order and do not overlap.
     ends = [(f["start"], f["end"]) for f in doc["folds"]]
-    assert all(a[1] < b[0] for a, b in zip(ends, ends[1:], strict=False))
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(ends))
 
     code, out, err = _train(PLANTED, "planted")
     assert code == 0, err
