@@ -260,24 +260,26 @@ _ORDER_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Order))
 _SET = object.__setattr__
 
 
-def _make_evolve() -> Callable[..., Order]:
-    """Build ``_evolve`` as straight-line code over Order's fields (what ``dataclasses`` does
-    for ``__init__``): no per-field loop, no dict probing."""
-    lines = ["def _evolve(order, **changes):", "    new = _new(Order)", "    get = changes.get"]
-    lines += [f"    _SET(new, {n!r}, get({n!r}, order.{n}))" for n in _ORDER_FIELDS]
+def _copier(changed: tuple[str, ...]) -> Callable[..., Order]:
+    """``f(order, *values)``: a copy of ``order`` with the ``changed`` fields set to ``values``,
+    as straight-line code over Order's fields (what ``dataclasses`` does for ``__init__``): no
+    re-validation (the caller has checked the transition) and no per-field probing.
+    ``dataclasses.replace`` re-runs every check and cost ~10 us a transition."""
+    lines = [f"def copy(order, {', '.join(changed)}):", "    new = _new(Order)"]
+    lines += [
+        f"    _SET(new, {n!r}, {n if n in changed else f'order.{n}'})" for n in _ORDER_FIELDS
+    ]
     lines.append("    return new")
     scope: dict[str, Any] = {"_new": object.__new__, "Order": Order, "_SET": _SET}
     exec("\n".join(lines), scope)  # noqa: S102 - code built from the dataclass's own field names
-    fn: Callable[..., Order] = scope["_evolve"]
-    fn.__doc__ = (
-        "A copy of ``order`` with ``changes`` to fields that need no re-validation (status "
-        "and fill state, already checked by the caller). ``dataclasses.replace`` re-runs "
-        "every check and cost ~10 us a transition; this is a plain field copy."
-    )
+    fn: Callable[..., Order] = scope["copy"]
     return fn
 
 
-_evolve: Final = _make_evolve()
+# The transitions' copies: the status alone (most), and the fill state with it.
+_with_status: Final = _copier(("status",))
+_with_fill: Final = _copier(("status", "filled_quantity", "filled_value"))
+_triggered: Final = _copier(("triggered",))
 
 
 def _guard(order: Order, to: OrderStatus, action: OrderAction, at: datetime) -> None:
@@ -312,7 +314,7 @@ def accept(order: Order, *, at: datetime, reason: str = "accepted") -> tuple[Ord
             f"order {order.id} is already {order.status}",
             {"order_id": order.id, "status": str(order.status), "action": "ACCEPT"},
         )
-    new = _evolve(order, status=OrderStatus.OPEN)
+    new = _with_status(order, OrderStatus.OPEN)
     return new, _event(order, new, OrderAction.ACCEPT, at, reason)
 
 
@@ -349,12 +351,7 @@ def fill(
         )
     filled = order.filled_quantity + quantity
     to = OrderStatus.FILLED if filled == order.quantity else OrderStatus.PARTIALLY_FILLED
-    new = _evolve(
-        order,
-        status=to,
-        filled_quantity=filled,
-        filled_value=order.filled_value + price * quantity,
-    )
+    new = _with_fill(order, to, filled, order.filled_value + price * quantity)
     reason = "filled" if to is OrderStatus.FILLED else "partially filled"
     return new, _event(order, new, OrderAction.FILL, at, reason, quantity, price, trade_id)
 
@@ -378,7 +375,7 @@ def _give_up(
     order: Order, to: OrderStatus, action: OrderAction, at: datetime, reason: str
 ) -> tuple[Order, OrderEvent]:
     _guard(order, to, action, at)
-    new = _evolve(order, status=to)
+    new = _with_status(order, to)
     return new, _event(order, new, action, at, reason, order.remaining_quantity)
 
 
@@ -425,7 +422,7 @@ def trigger(
             f"order {order.id} is not an untriggered stop order",
             {"order_id": order.id, "order_type": str(order.order_type)},
         )
-    new = _evolve(order, triggered=True)
+    new = _triggered(order, True)
     return new, _event(order, new, OrderAction.TRIGGER, at, reason)
 
 
