@@ -191,7 +191,6 @@ class Book:
 
     def submit(
         self,
-        *,
         index: int,
         at: datetime,
         symbol: str,
@@ -207,7 +206,8 @@ class Book:
         tag: str | None,
         refuse: str | None = None,
     ) -> Order:
-        """Validate and accept (or reject) a new order; returns it (REJECTED carries why)."""
+        """Validate and accept (or reject) a new order; returns it (REJECTED carries why).
+        (Positional or keyword arguments: the engine's hot path passes them positionally.)"""
         self._seq += 1
         order_id = f"bt-{self._seq}"
         self.tags[order_id] = tag

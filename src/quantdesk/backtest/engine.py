@@ -377,20 +377,20 @@ class EventEngine:
                 f"unknown {exc.args[0]!r}: order_type is one of {', '.join(_ORDER_TYPES)}, "
                 f"product {', '.join(_PRODUCTS)}, time_in_force {', '.join(_TIFS)}"
             ) from None
-        order = self.book.submit(
-            index=i,
-            at=at,
-            symbol=symbol,
-            side=Side.BUY if quantity > 0 else Side.SELL,
-            quantity=abs(int(quantity)),
-            order_type=kind,
-            product=product_of,
-            time_in_force=tif,
-            limit_price=_price(limit_price, spec),
-            stop_price=_price(stop_price, spec),
-            reference=self.mark(symbol, i),
-            mark=lambda s: self.mark(s, i),
-            tag=tag,
+        order = self.book.submit(  # index, at, symbol, side, quantity, type, product, tif,
+            i,  # limit, stop, reference price, marks, tag
+            at,
+            symbol,
+            Side.BUY if quantity > 0 else Side.SELL,
+            abs(int(quantity)),
+            kind,
+            product_of,
+            tif,
+            None if limit_price is None else _price(limit_price, spec),
+            None if stop_price is None else _price(stop_price, spec),
+            self.mark(symbol, i),
+            lambda s: self.mark(s, i),
+            tag,
         )
         if not order.is_live:
             self._notify_update(order, self.book.events[-1].reason, at)
