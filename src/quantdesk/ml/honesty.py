@@ -43,8 +43,8 @@ SYMBOLS = ["NSE:HONA", "NSE:HONB", "NSE:HONC", "NSE:HOND"]
 def synthetic_daily(
     symbol: str, start: date, end: date, *, phi: float, seed: int, sigma: float = 0.015
 ) -> pd.DataFrame:
-    """Daily bars on NSE sessions (stamped at the open) whose close-to-close returns are AR(1) with ``phi``
-    (0: a random walk); open at the previous close, high/low around the path."""
+    """Daily bars on NSE sessions (stamped at the open) whose close-to-close returns are AR(1)
+    with ``phi`` (0: a random walk); open at the previous close, high/low around the path."""
     rng = np.random.default_rng(seed)
     opens = get_calendar("NSE").sessions_frame(start, end)["open"]
     n = len(opens)

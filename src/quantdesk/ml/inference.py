@@ -1,0 +1,328 @@
+"""Live inference: serve the registry's champion model bar by bar.
+
+``InferenceService`` resolves a model alias, downloads that version's bundle (``model/`` as
+written by ``Model.save`` and ``bundle.json``: feature set, columns, thresholds, drift reference
+bins, validation figures), streams features, predicts once a timestamp is complete (every symbol,
+when the feature set ranks across symbols; else per symbol), writes the signals to the
+:class:`~quantdesk.ml.signals.SignalStore`, feeds a :class:`~quantdesk.ml.drift.DriftMonitor`,
+and hot-swaps to a newly promoted version without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from quantdesk.ml.drift import (
+    DriftAlert,
+    DriftMonitor,
+    DriftReport,
+    DriftThresholds,
+    ReferenceBins,
+)
+from quantdesk.ml.features.batch import BAR_COLUMNS
+from quantdesk.ml.features.spec import FeatureSet
+from quantdesk.ml.models.base import Model
+from quantdesk.ml.signals import SignalStore, Thresholds
+
+if TYPE_CHECKING:
+    from quantdesk.ml.features.stream import StreamingFeatures
+    from quantdesk.ml.tracking import Tracker
+
+__all__ = ["BUNDLE_FILE", "MODEL_DIR", "Bundle", "InferenceService", "Prediction"]
+
+log = logging.getLogger("quantdesk.ml.inference")
+
+BUNDLE_FILE = "bundle.json"
+MODEL_DIR = "model"
+Clock = Callable[[], float]
+_Bar = tuple[datetime, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    version: int
+    symbol: str
+    time: datetime  # the bar's end (UTC): when the prediction is known
+    value: float  # probability of an up move (classifier) or the predicted value (regressor)
+    signal: int  # -1, 0 or +1 after the thresholds
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One registered version as the pipeline writes it (see the module docstring)."""
+
+    version: int
+    model: Model
+    feature_set: FeatureSet
+    columns: tuple[str, ...]
+    interval: str
+    symbols: tuple[str, ...]
+    thresholds: Thresholds
+    reference: ReferenceBins
+    validation: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, directory: Path | str, version: int) -> Bundle:
+        root = Path(directory)
+        if not (root / BUNDLE_FILE).is_file() or not (root / MODEL_DIR).is_dir():
+            raise ValueError(
+                f"{root} is not a model bundle: it needs {BUNDLE_FILE} and {MODEL_DIR}/"
+            )
+        meta: dict[str, Any] = json.loads((root / BUNDLE_FILE).read_text())
+        feature_set = FeatureSet.from_definition(meta["feature_set"])
+        if feature_set.hash != meta["feature_set_hash"]:
+            raise ValueError(
+                f"{root}: the feature set's hash is {feature_set.hash}, the bundle says "
+                f"{meta['feature_set_hash']} (the feature definitions changed since training)"
+            )
+        columns = tuple(meta["columns"])
+        unknown = sorted(set(columns) - set(feature_set.columns))
+        if unknown:
+            raise ValueError(f"{root}: columns {unknown} are not in the feature set")
+        model = Model.load(root / MODEL_DIR)
+        if model.needs_history:
+            raise ValueError(f"{root}: sequence models ({model.name}) are not served bar by bar")
+        return cls(
+            version=version,
+            model=model,
+            feature_set=feature_set,
+            columns=columns,
+            interval=str(meta["interval"]),
+            symbols=tuple(meta["symbols"]),
+            thresholds=Thresholds.from_dict(meta["threshold"]),
+            reference=ReferenceBins.from_dict(meta["reference_bins"]),
+            validation={k: float(v) for k, v in (meta.get("validation") or {}).items()},
+        )
+
+    @property
+    def cross_sectional(self) -> bool:
+        return any(f.is_rank for f in self.feature_set.features)
+
+
+@dataclass
+class _Active:
+    """What one served version needs; replaced as a whole on a swap."""
+
+    bundle: Bundle
+    streaming: StreamingFeatures
+    monitor: DriftMonitor
+    thresholds: Thresholds
+
+
+class InferenceService:
+    """Serves ``alias`` of the registered model ``model_name``.
+
+    ``thresholds`` overrides the bundle's; ``history`` bars per symbol are kept so a version
+    with another feature set starts from the same bars (its recursive indicators converge from
+    there; batch parity holds exactly when the history reaches back to the first bar).
+    ``reload_if_promoted`` asks the registry at most every ``reload_every`` seconds of ``clock``.
+    The drift monitor is checked every ``check_every`` predicted timestamps (0: never; its
+    latest report is ``last_report``), alerting through ``alert``.
+    A symbol missing a bar leaves that timestamp without predictions in cross-sectional mode.
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        model_name: str,
+        store: SignalStore,
+        *,
+        alias: str = "champion",
+        thresholds: Thresholds | None = None,
+        download_dir: Path | str,
+        drift: DriftThresholds | None = None,
+        alert: DriftAlert | None = None,
+        clock: Clock = time.monotonic,
+        reload_every: float = 60.0,
+        history: int = 5000,
+        check_every: int = 50,
+    ) -> None:
+        self.tracker = tracker
+        self.model_name = model_name
+        self.alias = alias
+        self.store = store
+        self.download_dir = Path(download_dir)
+        self.drift_thresholds = drift
+        self.alert = alert
+        self.clock = clock
+        self.reload_every = reload_every
+        self._thresholds = thresholds
+        self._history: dict[str, deque[_Bar]] = {}
+        self._history_size = history
+        self._active: _Active | None = None
+        self._checked_at = -math.inf
+        self.check_every = check_every
+        self._since_check = 0
+        self.last_report: DriftReport | None = None
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> _Active:
+        if self._active is None:
+            raise RuntimeError("InferenceService.load() has not been called")
+        return self._active
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.active.bundle
+
+    @property
+    def version(self) -> int | None:
+        return None if self._active is None else self._active.bundle.version
+
+    @property
+    def monitor(self) -> DriftMonitor:
+        return self.active.monitor
+
+    def load(self) -> int:
+        """Serve the version the alias points at now; its number."""
+        version = self.tracker.get_by_alias(self.model_name, self.alias).version
+        self._checked_at = self.clock()
+        self._swap(self._fetch(version))
+        return version
+
+    def reload_if_promoted(self, *, force: bool = False) -> bool:
+        """Swap to the alias's version if it moved; True if swapped. Cheap between registry
+        checks; a registry error is logged and the current version kept serving."""
+        now = self.clock()
+        if not force and now - self._checked_at < self.reload_every:
+            return False
+        self._checked_at = now
+        try:
+            version = self.tracker.get_by_alias(self.model_name, self.alias).version
+            if version == self.version:
+                return False
+            bundle = self._fetch(version)
+        except Exception:
+            log.exception("model %s@%s: reload failed", self.model_name, self.alias)
+            return False
+        old = self.version
+        self._swap(bundle)
+        log.info("model %s@%s: v%s -> v%s", self.model_name, self.alias, old, version)
+        return True
+
+    def _fetch(self, version: int) -> Bundle:
+        dst = self.download_dir / self.model_name / f"v{version}"
+        local = self.tracker.download_model(self.model_name, version, dst)
+        return Bundle.read(local, version)
+
+    def _swap(self, bundle: Bundle) -> None:
+        current = self._active
+        same_features = (
+            current is not None
+            and current.bundle.feature_set.hash == bundle.feature_set.hash
+            and current.bundle.symbols == bundle.symbols
+        )
+        if current is not None and same_features:
+            streaming = current.streaming  # the state is the same: carry it on
+        else:
+            streaming = bundle.feature_set.streaming(bundle.symbols)
+            self._replay(streaming)
+        monitor = DriftMonitor(
+            bundle.reference,
+            self.drift_thresholds,
+            model=self.model_name,
+            version=bundle.version,
+            kind=bundle.model.kind,
+            validation=bundle.validation.get("auc" if bundle.model.kind == "classifier" else "ic"),
+            alert=self.alert,
+        )
+        thresholds = self._thresholds or bundle.thresholds
+        self._active = _Active(bundle, streaming, monitor, thresholds)
+
+    def _replay(self, streaming: StreamingFeatures) -> None:
+        """Feed the kept history, in time order across symbols, into a fresh stream."""
+        bars = sorted(
+            ((bar, symbol) for symbol, kept in self._history.items() for bar in kept),
+            key=lambda item: item[0][0],
+        )
+        for bar, symbol in bars:
+            if symbol in streaming.symbols:
+                streaming.update(symbol, *bar)
+
+    # -- bars ---------------------------------------------------------------------------------
+
+    def warm_up(self, symbol: str, bars: pd.DataFrame) -> None:
+        """Prime the features of ``symbol`` from history (DatetimeIndex of bar END times,
+        OHLCV columns); no predictions are made."""
+        columns = [bars[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS]
+        for ts, o, h, low, c, v in zip(bars.index, *columns, strict=True):
+            self._feed(symbol, (_utc(ts), float(o), float(h), float(low), float(c), float(v)))
+
+    def _feed(self, symbol: str, bar: _Bar) -> dict[str, float]:
+        features = self.active.streaming.update(symbol, *bar)
+        kept = self._history.setdefault(symbol, deque(maxlen=self._history_size))
+        kept.append(bar)  # after the update: a refused bar is not kept
+        return features
+
+    def on_bar(
+        self,
+        symbol: str,
+        ts_end: datetime | pd.Timestamp,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> list[Prediction]:
+        """Feed one closed bar; the predictions it completes (all symbols of the timestamp in
+        cross-sectional mode, else this symbol's), empty during warm-up or while symbols of
+        the timestamp are still missing."""
+        active = self.active
+        ts = _utc(ts_end)
+        bar = (ts, float(open), float(high), float(low), float(close), float(volume))
+        features = self._feed(symbol, bar)
+        if active.bundle.cross_sectional:
+            if not active.streaming.complete(ts):
+                return []
+            frame = active.streaming.vector(ts)
+        else:
+            frame = pd.DataFrame([features], index=pd.Index([symbol], name="symbol"))
+        return self._predict(active, ts, frame)
+
+    def _predict(self, active: _Active, ts: datetime, frame: pd.DataFrame) -> list[Prediction]:
+        bundle = active.bundle
+        X = frame.loc[:, list(bundle.columns)]
+        X = X[np.isfinite(X.to_numpy(dtype=np.float64)).all(axis=1)]  # warm-up rows
+        if X.empty:
+            return []
+        values = bundle.model.predict(X)
+        signals = active.thresholds.apply(values)
+        out = []
+        for symbol, value, signal in zip(X.index, values, signals, strict=True):
+            prediction = Prediction(
+                self.model_name, bundle.version, str(symbol), ts, float(value), int(signal)
+            )
+            self.store.append(self.model_name, prediction.symbol, [_row(prediction)])
+            out.append(prediction)
+        active.monitor.observe_frame(frame.loc[X.index])
+        self._since_check += 1
+        if self.check_every and self._since_check >= self.check_every:
+            self._since_check = 0
+            self.last_report = active.monitor.check()
+        return out
+
+
+def _row(p: Prediction) -> Mapping[str, Any]:
+    return {"time": p.time, "value": p.value, "signal": p.signal, "model_version": p.version}
+
+
+def _utc(ts: datetime | pd.Timestamp) -> datetime:
+    """``ts`` as an aware UTC datetime (naive = UTC; nanoseconds are dropped)."""
+    stamp = pd.Timestamp(ts)
+    stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime(warn=False)
