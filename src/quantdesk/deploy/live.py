@@ -234,7 +234,8 @@ class LiveContext(Context):
 
     def signal(self, name: str, symbol: str) -> float | None:
         reader = self._r.signals
-        return None if reader is None else reader(name, symbol, self._r.now)
+        # As in a backtest: the signals known when the current bar closed.
+        return None if reader is None else reader(name, symbol, self._r.closed_at)
 
 
 class StrategyRunner:
@@ -270,6 +271,7 @@ class StrategyRunner:
         self.snapshot = Snapshot(Decimal(0), {}, [])
         self.started = False
         self.now: datetime = datetime.min.replace(tzinfo=UTC)
+        self.closed_at: datetime = self.now  # the current bar's end
         self.seq = 0
         self.ctx = LiveContext(self)
         self._schedule = scheduled_methods(strategy)
@@ -321,8 +323,9 @@ class StrategyRunner:
         for bar in bars:
             self._absorb(bar)
         self.now = bars[0].time
-        self.strategy.on_bar(self.ctx)
         end = max(b.end for b in bars)
+        self.closed_at = end
+        self.strategy.on_bar(self.ctx)
         local = end.astimezone(self.tz)
         for moment, method in self._schedule:
             if local.time() >= moment and self._fired.get(moment) != local.date():

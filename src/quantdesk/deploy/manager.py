@@ -46,6 +46,7 @@ from .account import OmsAccount, deployment_prefix
 from .bars import STEP, IntervalBars, QuoteBars
 from .live import LiveBar, StrategyRunner
 from .models import ACTIVE, DeploymentRow, DeploymentStatus
+from .signals import ModelSignals, model_of
 
 __all__ = ["DeploymentManager"]
 
@@ -64,6 +65,8 @@ class _Live:
     account: OmsAccount
     aggregators: dict[str, IntervalBars]
     paused: bool = False
+    model: str | None = None  # the registered model it trades (ml_signal)
+    interval: str = "1m"
     bars: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -90,6 +93,7 @@ class DeploymentManager:
         self.oms = oms
         self.alerts = alerts
         self.live: dict[str, _Live] = {}
+        self.signals = ModelSignals(settings, store, alerts)
         self.quote_bars: dict[str, QuoteBars] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: contextlib.AbstractAsyncContextManager[Subscription] | None = None
@@ -256,6 +260,9 @@ class DeploymentManager:
         account = OmsAccount(
             self.sessions, self.oms, user_id=row.user_id, deployment_id=row.id, paper=self.paper
         )
+        model = model_of(row.strategy, row.params)
+        if model is not None:
+            await asyncio.to_thread(self.signals.attach, model, row.interval, row.user_id)
         runner = StrategyRunner(
             strategy,
             symbols=row.symbols,
@@ -264,6 +271,7 @@ class DeploymentManager:
             specs=specs,
             id_prefix=deployment_prefix(row.id),
             tz=calendar.tz,
+            signals=None if model is None else self.signals.reader(model, row.interval),
         )
         await runner.start(seq=row.seq)
         live = _Live(
@@ -274,6 +282,8 @@ class DeploymentManager:
             {s: IntervalBars(s, row.interval, calendar) for s in row.symbols},
             paused=row.status == DeploymentStatus.PAUSED.value,
             bars=row.bars,
+            model=model,
+            interval=row.interval,
         )
         self.live[row.id] = live
         log.info("deployment_started", id=row.id, strategy=row.strategy, symbols=row.symbols)
@@ -338,6 +348,8 @@ class DeploymentManager:
         async with live.lock:
             if live.row_id not in self.live:
                 return
+            if live.model is not None:  # the model sees each bar before the strategy
+                self.signals.feed(live.model, live.interval, closed)
             if live.paused:
                 live.runner.warm_up(closed)  # indicators keep up; no callbacks, no orders
                 return

@@ -278,12 +278,18 @@ class InferenceService:
         low: float,
         close: float,
         volume: float,
+        *,
+        known_at: datetime | pd.Timestamp | None = None,
     ) -> list[Prediction]:
         """Feed one closed bar; the predictions it completes (all symbols of the timestamp in
         cross-sectional mode, else this symbol's), empty during warm-up or while symbols of
         the timestamp are still missing."""
         active = self.active
         ts = _utc(ts_end)
+        # The features read the bar's time as training saw it (the pipeline indexes bars by
+        # their start: pass that as ``ts_end`` then); the signal is stored at ``known_at``, the
+        # bar's close, so an as-of reader never sees it before the bar ended.
+        at = ts if known_at is None else _utc(known_at)
         bar = (ts, float(open), float(high), float(low), float(close), float(volume))
         features = self._feed(symbol, bar)
         if active.bundle.cross_sectional:
@@ -292,7 +298,7 @@ class InferenceService:
             frame = active.streaming.vector(ts)
         else:
             frame = pd.DataFrame([features], index=pd.Index([symbol], name="symbol"))
-        return self._predict(active, ts, frame)
+        return self._predict(active, at, frame)
 
     def _predict(self, active: _Active, ts: datetime, frame: pd.DataFrame) -> list[Prediction]:
         bundle = active.bundle

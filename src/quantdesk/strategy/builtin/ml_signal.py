@@ -3,8 +3,9 @@
 Reads ``ctx.signal(model, symbol)``: the model's latest prediction known at the bar's end (the
 probability that the label is positive), stored by the inference service live and on paper and
 given by the training pipeline for its out-of-sample backtest. When flat and the probability is
-above ``long_threshold``, enter with ``order_target_percent`` (split equally across symbols);
-when holding and it falls below ``exit_threshold``, sell everything. No signal: no trade.
+above ``long_threshold``, enter with ``order_target_percent`` (``allocation``, split equally
+across the symbols); when holding and it falls below ``exit_threshold``, sell everything. No
+signal: no trade.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class MlSignalParams(StrategyParams):
     exit_threshold: float = Field(
         0.5, gt=0, lt=1, description="Leave when the probability is below this."
     )
+    allocation: float = Field(
+        1.0, gt=0, le=1, description="Fraction of equity to invest, split across the symbols."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MlSignalParams:
@@ -42,7 +46,7 @@ class MlSignal(Strategy):
     def on_start(self, ctx: Context) -> None:
         if not self.params.model:
             raise ValueError("ml_signal needs the model's name (parameter 'model')")
-        self.weight = 1.0 / len(ctx.symbols)
+        self.weight = self.params.allocation / len(ctx.symbols)
 
     def on_bar(self, ctx: Context) -> None:
         p = self.params
