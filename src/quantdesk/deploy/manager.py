@@ -154,6 +154,10 @@ class DeploymentManager:
         if isinstance(self.feed, ReplayFeed) and self.on_replay_bars in self.feed.bar_listeners:
             self.feed.bar_listeners.remove(self.on_replay_bars)
         self.live.clear()
+        try:
+            await asyncio.to_thread(self.signals.close)
+        except Exception as exc:  # a failed write must not block the shutdown
+            log.error("model_signals_flush_failed", error=repr(exc))
 
     # --- commands -----------------------------------------------------------------------------
 

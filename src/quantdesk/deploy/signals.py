@@ -32,6 +32,7 @@ from .live import LiveBar
 __all__ = ["ModelSignals", "model_of"]
 
 WARM_UP_BARS = 400
+FLUSH_SECONDS = 5.0  # stored signals lag the predictions by at most this (flushed at stop)
 
 
 def model_of(strategy: str, params: dict[str, Any]) -> str | None:
@@ -83,6 +84,7 @@ class ModelSignals:
             model,
             SignalStore(data / "signals"),
             download_dir=Path(data) / "ml" / "serving",
+            flush_every=FLUSH_SECONDS,
             alert=alert_sink(self.alerts, user_id) if self.alerts is not None else None,
         )
         service.load()
@@ -124,6 +126,11 @@ class ModelSignals:
             )
             for p in predictions:
                 served.latest[p.symbol] = (p.time, p.value)
+
+    def close(self) -> None:
+        """Write every buffered signal (at shutdown)."""
+        for served in self.served.values():
+            served.service.flush()
 
     def reader(self, model: str, interval: str) -> Any:
         """``ctx.signal`` for a deployment: the model's latest value known at the time."""

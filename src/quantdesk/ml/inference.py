@@ -149,7 +149,11 @@ class InferenceService:
         reload_every: float = 60.0,
         history: int = 5000,
         check_every: int = 50,
+        flush_every: float = 0.0,
     ) -> None:
+        """``flush_every``: seconds (of ``clock``) the predicted signals are buffered before
+        they are written to the store (0: written at once); :meth:`flush` writes them now.
+        Live serving buffers, so a bar's predictions never wait for Parquet writes."""
         self.tracker = tracker
         self.model_name = model_name
         self.alias = alias
@@ -167,6 +171,9 @@ class InferenceService:
         self.check_every = check_every
         self._since_check = 0
         self.last_report: DriftReport | None = None
+        self.flush_every = flush_every
+        self._pending: dict[str, list[Mapping[str, Any]]] = {}
+        self._flushed_at = clock()
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -269,6 +276,13 @@ class InferenceService:
         kept.append(bar)  # after the update: a refused bar is not kept
         return features
 
+    def flush(self) -> None:
+        """Write the buffered signals to the store."""
+        pending, self._pending = self._pending, {}
+        self._flushed_at = self.clock()
+        for symbol, rows in pending.items():
+            self.store.append(self.model_name, symbol, rows)
+
     def on_bar(
         self,
         symbol: str,
@@ -313,8 +327,10 @@ class InferenceService:
             prediction = Prediction(
                 self.model_name, bundle.version, str(symbol), ts, float(value), int(signal)
             )
-            self.store.append(self.model_name, prediction.symbol, [_row(prediction)])
+            self._pending.setdefault(prediction.symbol, []).append(_row(prediction))
             out.append(prediction)
+        if self.clock() - self._flushed_at >= self.flush_every:
+            self.flush()
         active.monitor.observe_frame(frame.loc[X.index])
         self._since_check += 1
         if self.check_every and self._since_check >= self.check_every:
