@@ -247,6 +247,13 @@ class DriftMonitor:
         matrix = frame.reindex(columns=self._columns).to_numpy(dtype=np.float64)
         self._vectors.extend(matrix)
 
+    def observe_matrix(self, matrix: npt.ArrayLike) -> None:
+        """Add rows already in the reference's column order (what the model was given)."""
+        rows = np.asarray(matrix, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(self._columns):
+            raise ValueError(f"rows must have {len(self._columns)} columns in reference order")
+        self._vectors.extend(rows)
+
     def observe_outcome(self, prediction: float, realised: float) -> None:
         """Add a prediction and its realised label (a return: positive is the positive class)."""
         self._outcomes.append((float(prediction), float(realised)))

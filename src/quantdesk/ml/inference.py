@@ -10,6 +10,7 @@ and hot-swaps to a newly promoted version without a restart.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -17,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,7 @@ class Bundle:
             validation={k: float(v) for k, v in (meta.get("validation") or {}).items()},
         )
 
-    @property
+    @functools.cached_property
     def cross_sectional(self) -> bool:
         return any(f.is_rank for f in self.feature_set.features)
 
@@ -316,14 +317,16 @@ class InferenceService:
 
     def _predict(self, active: _Active, ts: datetime, frame: pd.DataFrame) -> list[Prediction]:
         bundle = active.bundle
-        X = frame.loc[:, list(bundle.columns)]
-        X = X[np.isfinite(X.to_numpy(dtype=np.float64)).all(axis=1)]  # warm-up rows
-        if X.empty:
+        matrix = frame.loc[:, list(bundle.columns)].to_numpy(dtype=np.float64)
+        ready = np.isfinite(matrix).all(axis=1)  # not the rows still warming up
+        if not ready.any():
             return []
+        X = matrix[ready]
+        symbols = [s for s, ok in zip(frame.index, ready.tolist(), strict=True) if ok]
         values = bundle.model.predict(X)
         signals = active.thresholds.apply(values)
         out = []
-        for symbol, value, signal in zip(X.index, values, signals, strict=True):
+        for symbol, value, signal in zip(symbols, values.tolist(), signals.tolist(), strict=True):
             prediction = Prediction(
                 self.model_name, bundle.version, str(symbol), ts, float(value), int(signal)
             )
@@ -331,7 +334,7 @@ class InferenceService:
             out.append(prediction)
         if self.clock() - self._flushed_at >= self.flush_every:
             self.flush()
-        active.monitor.observe_frame(frame.loc[X.index])
+        active.monitor.observe_matrix(X)
         self._since_check += 1
         if self.check_every and self._since_check >= self.check_every:
             self._since_check = 0
@@ -345,6 +348,8 @@ def _row(p: Prediction) -> Mapping[str, Any]:
 
 def _utc(ts: datetime | pd.Timestamp) -> datetime:
     """``ts`` as an aware UTC datetime (naive = UTC; nanoseconds are dropped)."""
+    if type(ts) is datetime and ts.tzinfo is UTC:  # the live path: no conversion
+        return ts
     stamp = pd.Timestamp(ts)
     stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime(warn=False)
