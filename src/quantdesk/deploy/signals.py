@@ -15,13 +15,17 @@ The ML packages are imported only when such a deployment starts; without them it
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
+import structlog
 
 from quantdesk.errors import AppError
 from quantdesk.market.store import BarStore
@@ -30,6 +34,8 @@ from quantdesk.settings import Settings
 from .live import LiveBar
 
 __all__ = ["ModelSignals", "model_of"]
+
+log = structlog.get_logger(__name__)
 
 WARM_UP_BARS = 400
 FLUSH_SECONDS = 5.0  # stored signals lag the predictions by at most this (flushed at stop)
@@ -47,6 +53,7 @@ class _Served:
         self.interval = interval
         self.fed: dict[str, datetime] = {}  # symbol -> last bar start fed
         self.latest: dict[str, tuple[datetime, float]] = {}  # symbol -> (close time, value)
+        self.reported: Any = None  # the last drift report written
 
 
 class ModelSignals:
@@ -126,6 +133,22 @@ class ModelSignals:
             )
             for p in predictions:
                 served.latest[p.symbol] = (p.time, p.value)
+        report = served.service.last_report
+        if report is not None and report is not served.reported:
+            served.reported = report
+            self._write_drift(model, report)
+
+    def _write_drift(self, model: str, report: Any) -> None:
+        """The latest drift check where ``GET /api/v1/ml/drift`` reads it."""
+        doc = {**dataclasses.asdict(report), "checked_at": datetime.now(UTC).isoformat()}
+        path = self.settings.data_dir / "ml" / "drift" / f"{quote(model, safe='')}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc, default=str))
+            tmp.replace(path)
+        except OSError as exc:  # monitoring must not stop trading
+            log.warning("drift_report_not_written", model=model, error=repr(exc))
 
     def close(self) -> None:
         """Write every buffered signal (at shutdown)."""

@@ -44,9 +44,12 @@ from quantdesk.ml.dataset import (
 )
 from quantdesk.ml.evaluation import (
     auc_standard_error,
+    calibration,
     evaluate_oos,
     feature_importance,
+    plot_calibration,
     plot_feature_importance,
+    shap_importance,
     walk_forward_predict,
 )
 from quantdesk.ml.features import FeatureSet, LookAheadError, assert_no_lookahead
@@ -99,6 +102,7 @@ class TrainResult:
     features: list[str]
     importance: dict[str, float]
     data: dict[str, Any]
+    shap_importance: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -278,12 +282,13 @@ def train(
     final = make_model(request.model, "classifier", **(oos.params[-1] if oos.params else params))
     final.fit(data.X, y)
     importance = feature_importance(final) if request.model == "xgboost" else {}
+    shap = shap_importance(final, data.X) if request.model == "xgboost" else {}
     oos_summary = {**pooled, "auc_se": se, "rows": int(tested.sum()), **backtest}
+    oos_summary["calibration"] = calibration(y[tested], oos.pred[tested])
     oos_summary["n_configurations"] = oos.n_configurations
-    result = _log(
-        request, fs, data, final, folds, oos_summary, checks, importance, tracker, bt_result
+    return _log(
+        request, fs, data, final, folds, oos_summary, checks, (importance, shap), tracker, bt_result
     )
-    return result
 
 
 def _log(
@@ -294,10 +299,11 @@ def _log(
     folds: list[dict[str, Any]],
     oos: dict[str, Any],
     checks: dict[str, Any],
-    importance: dict[str, float],
+    importances: tuple[dict[str, float], dict[str, float]],
     tracker: Tracker,
     bt_result: Any,
 ) -> TrainResult:
+    importance, shap = importances
     from quantdesk.ml.drift import ReferenceBins
 
     data_info = {
@@ -361,10 +367,15 @@ def _log(
             )
         run.log_metrics({f"oos_{k}": v for k, v in oos.items() if isinstance(v, int | float)})
         run.log_dict(_finite({"folds": folds, "oos": oos, "checks": checks}), "evaluation.json")
+        if oos.get("calibration"):
+            plot_calibration(oos["calibration"], root / "calibration.png")
+            run.log_artifact(root / "calibration.png", "plots")
         if importance:
             plot_feature_importance(importance, root / "feature_importance.png")
             run.log_artifact(root / "feature_importance.png", "plots")
             run.log_dict(importance, "feature_importance.json")
+        if shap:
+            run.log_dict(shap, "feature_importance_shap.json")
         if bt_result is not None:
             _plot_equity(bt_result, root / "signal_equity.png")
             run.log_artifact(root / "signal_equity.png", "plots")
@@ -385,6 +396,7 @@ def _log(
         features=data.columns,
         importance=importance,
         data=data_info,
+        shap_importance=shap,
     )
 
 

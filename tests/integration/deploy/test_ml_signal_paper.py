@@ -6,6 +6,7 @@ signals makes the same fills, to the paisa."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -120,6 +121,11 @@ async def test_ml_signal_on_paper_trades_the_models_signals_like_the_backtest(
     assert len(signals) == 375
     assert set(signals["model_version"]) == {trained.version}
     assert signals["value"].between(0, 1).all()
+    # The served version was checked for drift against its training distributions.
+    drift = json.loads((tmp_path / "ml" / "drift" / f"{MODEL}.json").read_text())
+    assert drift["version"] == trained.version
+    assert drift["samples"] >= 200
+    assert set(drift["psi"]) == set(trained.features)
 
     result = run_backtest(
         BacktestRequest(

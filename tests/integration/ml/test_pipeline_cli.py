@@ -144,6 +144,10 @@ def test_a_model_without_edge_is_registered_but_cannot_be_promoted() -> None:
             "ML_TOO_FEW_SAMPLES",
         ),
         (
+            ["--symbols", PLANTED[0], "--start", "2023-12-01", "--end", "2023-12-20"],
+            "ML_NAN_FEATURES",
+        ),
+        (
             [
                 "--symbols",
                 PLANTED[0],
@@ -226,3 +230,38 @@ def test_features_build_writes_the_offline_store(data_dir: Path) -> None:
     frame = store.read(PLANTED, interval="1d")
     assert set(frame.index.get_level_values("symbol")) == set(PLANTED)
     assert doc["hash"] == default_feature_set().hash
+
+
+def test_the_lstm_trains_through_the_same_pipeline() -> None:
+    code, out, err = _run(
+        "train",
+        "--model",
+        "lstm",
+        "--symbols",
+        ",".join(PLANTED),
+        "--interval",
+        "1d",
+        "--start",
+        "2021-01-01",
+        "--end",
+        END.isoformat(),
+        "--label",
+        "forward:1",
+        "--folds",
+        "3",
+        "--costs",
+        "bps:3",
+        "--name",
+        "planted-lstm",
+        "--json",
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["model_name"] == "planted-lstm" and len(doc["folds"]) == 3
+    # Sequences of the same features find the AR(1) pattern too.
+    assert doc["oos"]["auc"] > 0.5 + 3 * doc["oos"]["auc_se"]
+    code, out, err = _run(
+        "predict", "planted-lstm", "--version", "1", "--symbols", PLANTED[0], "--json"
+    )
+    assert code == 0, err
+    assert 0.0 <= json.loads(out)[0]["value"] <= 1.0
