@@ -212,3 +212,50 @@ def test_runs_artifacts_and_registry_through_a_tracking_server(
     with pytest.raises(RuntimeError), failing:
         raise RuntimeError("diverged")
     assert tracker.get_run(failing.run_id).status == "FAILED"
+
+
+def test_the_training_pipeline_and_serving_through_a_tracking_server(
+    mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same flow as the embedded store: train, register, promote, predict via the alias."""
+    from datetime import date
+
+    from quantdesk.market.store import BarStore
+    from quantdesk.ml.dataset import LabelSpec
+    from quantdesk.ml.honesty import synthetic_daily
+    from quantdesk.ml.pipeline import TrainRequest, model_checks_passed, train
+    from quantdesk.ml.serving import predict_latest
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    symbols = ["NSE:SRVA", "NSE:SRVB"]
+    store = BarStore(tmp_path / "bars")
+    for k, s in enumerate(symbols):
+        store.write(
+            s, synthetic_daily(s, date(2020, 1, 1), date(2023, 12, 31), phi=0.35, seed=k), "1d"
+        )
+    tracker = Tracker(tracking_uri=mlflow_server.url)
+    result = train(
+        TrainRequest(
+            model="xgboost",
+            symbols=symbols,
+            interval="1d",
+            start=date(2020, 1, 1),
+            end=date(2023, 12, 31),
+            label=LabelSpec("forward", 1),
+            folds=3,
+            name="served-ar1",
+            costs="bps:3",
+        ),
+        store=store,
+        tracker=tracker,
+    )
+    assert result.version == 1 and model_checks_passed(tracker, "served-ar1", 1)
+    run = tracker.get_run(result.run_id)
+    assert run.metrics["oos_auc"] == pytest.approx(result.oos["auc"])
+    assert "fold_2/auc" in run.metrics
+    assert run.params["feature_set_hash"] and run.params["label"] == "forward:1"
+    # The bundle went to the server's artifact store and serves from there.
+    assert list(mlflow_server.artifacts.rglob("bundle.json"))
+    tracker.set_alias("served-ar1", "champion", 1)
+    rows = predict_latest(tracker, store, "served-ar1", symbols)
+    assert [r["version"] for r in rows] == [1, 1]
