@@ -24,7 +24,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +64,8 @@ __all__ = ["CHECKS_TAG", "EXPERIMENT", "TrainRequest", "TrainResult", "train"]
 EXPERIMENT = "quantdesk"
 CHECKS_TAG = "quantdesk.checks"  # "passed" or "failed" on every registered version
 MIN_ROWS_PER_FOLD = 30
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -135,7 +137,11 @@ class _AsOf:
         if name != self.name or got is None:
             return None
         times, values = got
-        us = int(pd.Timestamp(at).value // 1000)
+        us = (
+            (at - _EPOCH) // _MICROSECOND
+            if isinstance(at, datetime)
+            else pd.Timestamp(at).value // 1000
+        )
         k = int(np.searchsorted(times, us, side="right")) - 1
         return None if k < 0 else float(values[k])
 
@@ -251,7 +257,16 @@ def train(
     say("folds", 0, request.folds)
     try:
         oos = walk_forward_predict(
-            request.model, "classifier", data.X, y, t0, t1, cv, params=params, tune=tune
+            request.model,
+            "classifier",
+            data.X,
+            y,
+            t0,
+            t1,
+            cv,
+            params=params,
+            tune=tune,
+            keep_models=True,
         )
     except ValueError as exc:
         raise TrainingDataError(str(exc), code="ML_TOO_FEW_SAMPLES") from exc
@@ -263,7 +278,7 @@ def train(
     se = auc_standard_error(n_pos, int(tested.sum()) - n_pos)
     say("backtest", 0, 1)
     backtest, bt_result = _signal_backtest(request, data, oos.pred, store)
-    say("backtest", 1, 1)
+    say("checks", 0, 1)
     checks = _checks(fs, bars, float(pooled.get("auc", math.nan)), se)
     folds = []
     for k, (metrics, rows) in enumerate(zip(report["folds"], oos.folds, strict=True)):
@@ -278,11 +293,17 @@ def train(
                 **metrics,
             }
         )
+    say("final model", 0, 1)
     # The served model: every labelled row, the last fold's parameters.
-    final = make_model(request.model, "classifier", **(oos.params[-1] if oos.params else params))
+    final_params = dict(oos.params[-1] if oos.params else params)
+    best = getattr(oos.models[-1], "best_iteration", None) if oos.models else None
+    if best is not None:  # the trees early stopping chose on the last fold's validation tail
+        final_params["n_estimators"] = int(best) + 1
+    final = make_model(request.model, "classifier", **final_params)
     final.fit(data.X, y)
     importance = feature_importance(final) if request.model == "xgboost" else {}
     shap = shap_importance(final, data.X) if request.model == "xgboost" else {}
+    say("logging", 0, 1)
     oos_summary = {**pooled, "auc_se": se, "rows": int(tested.sum()), **backtest}
     oos_summary["calibration"] = calibration(y[tested], oos.pred[tested])
     oos_summary["n_configurations"] = oos.n_configurations

@@ -13,6 +13,7 @@ one is refused.
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -76,9 +77,13 @@ class _Window:
         """Population std-dev, from deviations to the latest value: exactly 0 for a flat
         window (as TA-Lib's), and no cancellation at high price levels."""
         last = self.values[-1]
-        dev = [x - last for x in self.values]
-        mean = math.fsum(dev) / self.size
-        var = math.fsum(d * d for d in dev) / self.size - mean * mean
+        total = squares = 0.0
+        for x in self.values:  # small deviations: plain sums lose nothing that matters here
+            d = x - last
+            total += d
+            squares += d * d
+        mean = total / self.size
+        var = squares / self.size - mean * mean
         return math.sqrt(var) if var > 0.0 else 0.0
 
 
@@ -118,9 +123,13 @@ class _Indicator:
 
     def __init__(self, indicator: RSI | MACD | ATR, fields: tuple[str, ...]) -> None:
         self.indicator, self.fields = indicator, fields
+        get: Any = operator.attrgetter(*fields)  # a tuple for several fields, else the value
+        self._inputs: Callable[[_Bar], tuple[float, ...]] = (
+            get if len(fields) > 1 else (lambda bar: (get(bar),))
+        )
 
     def update(self, bar: _Bar) -> None:
-        self.indicator.update(*(getattr(bar, f) for f in self.fields))
+        self.indicator.update(*self._inputs(bar))
 
     def get(self, name: str) -> float:
         value = getattr(self.indicator, name)
