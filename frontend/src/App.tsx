@@ -21,6 +21,8 @@ import { StreamProvider } from "./ws/StreamProvider";
 const ChartsPage = lazy(() => import("./pages/ChartsPage"));
 const BacktestsPage = lazy(() => import("./pages/BacktestsPage"));
 const BacktestReportPage = lazy(() => import("./pages/BacktestReportPage"));
+const ModelsPage = lazy(() => import("./pages/ModelsPage"));
+const MlRunPage = lazy(() => import("./pages/MlRunPage"));
 
 export function makeQueryClient(): QueryClient {
   return new QueryClient({
@@ -101,6 +103,22 @@ export function AppRoutes() {
             element={
               <Suspense fallback={<Loading what="Loading the report" />}>
                 <BacktestReportPage />
+              </Suspense>
+            }
+          />
+          <Route
+            path="models"
+            element={
+              <Suspense fallback={<Loading what="Loading models" />}>
+                <ModelsPage />
+              </Suspense>
+            }
+          />
+          <Route
+            path="models/runs/:id"
+            element={
+              <Suspense fallback={<Loading what="Loading the training run" />}>
+                <MlRunPage />
               </Suspense>
             }
           />

@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     backtest_timeout_seconds: float = Field(
         default=3600.0, gt=0, le=7 * 86_400, description="A backtest job running longer fails."
     )
+    ml_workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="ML training jobs run at once by this process, each in a worker process "
+        "(0: this process runs none; API-only processes).",
+    )
+    ml_timeout_seconds: float = Field(
+        default=6 * 3600.0, gt=0, le=7 * 86_400, description="An ML job running longer fails."
+    )
 
     # Alerts (docs/alerts.md): a channel is enabled only when it is configured.
     alert_telegram_bot_token: SecretStr | None = Field(default=None, description="Bot API token.")

@@ -1,6 +1,7 @@
 /** Query keys and data hooks (TanStack Query) over the typed client. */
 import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { api, unwrap, type Schemas } from "./client";
+import { ApiError } from "./errors";
 
 export type Order = Schemas["OrderOut"];
 export type Trade = Schemas["TradeOut"];
@@ -27,6 +28,17 @@ export type Deployment = Schemas["DeploymentOut"];
 export type DeploymentIn = Schemas["DeploymentIn"];
 export type DeploymentActivity = Schemas["DeploymentActivityOut"];
 export type DeploymentFill = Schemas["DeploymentFillOut"];
+export type MlRunIn = Schemas["MLRunIn"];
+export type MlRun = Schemas["MLRunOut"];
+export type MlRunPage = Schemas["MLRunPageOut"];
+export type MlRunStatus = Schemas["MLRunStatus"];
+export type MlTrainResult = Schemas["TrainResultOut"];
+export type MlEquity = Schemas["MLEquityOut"];
+export type FeatureImportance = Schemas["FeatureImportanceOut"];
+export type RegisteredModel = Schemas["RegisteredModelOut"];
+export type ModelVersion = Schemas["ModelVersionOut"];
+export type PromoteIn = Schemas["PromoteIn"];
+export type SignalPoint = Schemas["SignalPointOut"];
 
 export const LIVE_STATUSES: OrderStatus[] = ["NEW", "OPEN", "PARTIALLY_FILLED"];
 
@@ -57,6 +69,13 @@ export const keys = {
   deploymentList: ["deployments", "list"] as const,
   deployment: (id: string) => ["deployments", "one", id] as const,
   deploymentActivity: (id: string) => ["deployments", "activity", id] as const,
+  ml: ["ml"] as const,
+  mlRunList: ["ml", "runs", "list"] as const,
+  mlRun: (id: string) => ["ml", "runs", "one", id] as const,
+  mlEquity: (id: string) => ["ml", "runs", "equity", id] as const,
+  mlImportance: (id: string) => ["ml", "runs", "importance", id] as const,
+  mlModels: ["ml", "models"] as const,
+  mlSignals: (model: string, symbol: string, start: string, end: string) => ["ml", "signals", model, symbol, start, end] as const,
 };
 
 /** Kill switches, halt and trading_allowed: polled every 5 s, and re-read on order frames. */
@@ -270,5 +289,86 @@ export function useDeploymentActivity(id: string, enabled = true) {
       unwrap(api.GET("/api/v1/deployments/{deployment_id}/activity", { params: { path: { deployment_id: id } } })),
     enabled,
     refetchInterval: 5_000,
+  });
+}
+
+// --- machine learning: training runs, registered models, signals -------------------------------
+
+const ML_LIVE: MlRunStatus[] = ["queued", "running"];
+
+/**
+ * Retry an ML request as the app's default does (5xx, twice), except ML_EXTRA_MISSING: a server
+ * without the ml extra answers 503 until someone installs it.
+ */
+export function mlRetry(count: number, error: Error): boolean {
+  if (error instanceof ApiError && (error.status < 500 || error.code === "ML_EXTRA_MISSING")) return false;
+  return count < 2;
+}
+
+/** Training runs, newest first, in keyset pages (an admin sees everyone's, others their own). */
+export function useMlRuns() {
+  return useInfiniteQuery({
+    queryKey: keys.mlRunList,
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(api.GET("/api/v1/ml/runs", { params: { query: { before: pageParam ?? undefined, limit: 50 } } })),
+    getNextPageParam: (last) => last.next_cursor,
+    retry: mlRetry,
+    // the `jobs` channel moves the live ones; a slow poll catches what a dropped stream missed
+    refetchInterval: (q) =>
+      q.state.data?.pages.some((p) => p.items.some((r) => ML_LIVE.includes(r.status))) ? 5_000 : false,
+  });
+}
+
+export function useMlRun(id: string) {
+  return useQuery({
+    queryKey: keys.mlRun(id),
+    queryFn: () => unwrap(api.GET("/api/v1/ml/runs/{run_id}", { params: { path: { run_id: id } } })),
+    retry: mlRetry,
+    // a training run takes seconds to minutes: follow it closely while it is live
+    refetchInterval: (q) => (q.state.data && ML_LIVE.includes(q.state.data.status) ? 2_000 : false),
+  });
+}
+
+export function useMlEquity(id: string, enabled: boolean) {
+  return useQuery({
+    queryKey: keys.mlEquity(id),
+    queryFn: () =>
+      unwrap(api.GET("/api/v1/ml/runs/{run_id}/equity", { params: { path: { run_id: id }, query: { max_points: 2000 } } })),
+    enabled,
+    retry: mlRetry,
+    staleTime: Infinity, // a finished run never changes
+  });
+}
+
+export function useMlImportance(id: string, enabled: boolean) {
+  return useQuery({
+    queryKey: keys.mlImportance(id),
+    queryFn: () => unwrap(api.GET("/api/v1/ml/runs/{run_id}/importance", { params: { path: { run_id: id } } })),
+    enabled,
+    retry: mlRetry,
+    staleTime: Infinity,
+  });
+}
+
+export function useMlModels(enabled = true) {
+  return useQuery({
+    queryKey: keys.mlModels,
+    queryFn: () => unwrap(api.GET("/api/v1/ml/models")),
+    enabled,
+    retry: mlRetry,
+    staleTime: 30_000,
+  });
+}
+
+/** A model's stored signals for one symbol, days start..end (UTC, inclusive). */
+export function useMlSignals(model: string, symbol: string, start: string, end: string) {
+  return useQuery({
+    queryKey: keys.mlSignals(model, symbol, start, end),
+    queryFn: () =>
+      unwrap(api.GET("/api/v1/ml/signals", { params: { query: { model, symbol, start: start || undefined, end: end || undefined } } })),
+    enabled: !!model && !!symbol,
+    retry: mlRetry,
+    staleTime: 60_000,
   });
 }

@@ -772,6 +772,171 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/ml/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your training runs, newest first (keyset pagination: next_cursor as `before`)
+         * @description An admin sees everyone's, or one user's with `user_id`; anyone else only their own (another `user_id`: 403 ML_RUNS_FORBIDDEN).
+         */
+        get: operations["list_runs_api_v1_ml_runs_get"];
+        put?: never;
+        /**
+         * Queue a training run (checked first; a refused request stores nothing)
+         * @description The options of `quantdesk ml train`, checked as it checks them. Errors (422): ML_BAD_REQUEST (a value out of range, a bad label, model or costs; details name the field), ML_BAD_DATA (an inverted range, an unknown interval, repeated symbols), ML_UNKNOWN_SYMBOL (no stored bars); ML_EXTRA_MISSING (503: the server lacks the ml extra; the message names the pip command), ML_TRACKING_ERROR (502: the MLflow store failed). A run that cannot make a training set fails with ML_NO_DATA, ML_TOO_FEW_SAMPLES, ML_ONE_CLASS, ...
+         */
+        post: operations["create_run_api_v1_ml_runs_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/runs/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One training run: status, progress, request, result (once succeeded), error */
+        get: operations["get_run_api_v1_ml_runs__run_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a queued or running training run
+         * @description Cancelled at once; a running job's worker stops within seconds. Errors: ML_RUN_FINISHED (409: it succeeded, failed or was cancelled already).
+         */
+        delete: operations["cancel_run_api_v1_ml_runs__run_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/runs/{run_id}/equity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A finished run's signal backtest: equity per bar (net of costs)
+         * @description The out-of-sample predictions traded by `ml_signal`, from the MLflow run's `signal_equity.json`. At most `max_points`: the last bar of each equal bucket. Errors: ML_RUN_NOT_SUCCEEDED (409: queued, running, failed or cancelled), ML_RESULT_MISSING (404: the backtest made no curve), ML_EXTRA_MISSING (503: the server lacks the ml extra; the message names the pip command), ML_TRACKING_ERROR (502: the MLflow store failed).
+         */
+        get: operations["run_equity_api_v1_ml_runs__run_id__equity_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/runs/{run_id}/importance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A finished run's feature importance (the final model's), most important first
+         * @description Errors: ML_RUN_NOT_SUCCEEDED (409: queued, running, failed or cancelled).
+         */
+        get: operations["run_importance_api_v1_ml_runs__run_id__importance_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Registered models: versions, aliases, checks and out-of-sample metrics
+         * @description Errors: ML_EXTRA_MISSING (503: the server lacks the ml extra; the message names the pip command), ML_TRACKING_ERROR (502: the MLflow store failed).
+         */
+        get: operations["list_models_api_v1_ml_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/models/{name}/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Point an alias (champion: served, or challenger) at a model version (admin)
+         * @description Audited. Errors: MODEL_NOT_FOUND, MODEL_VERSION_NOT_FOUND (404), ML_CHECKS_FAILED (409: the version failed its checks and cannot take an alias), ML_BAD_REQUEST (422: an unknown alias), ML_EXTRA_MISSING (503: the server lacks the ml extra; the message names the pip command), ML_TRACKING_ERROR (502: the MLflow store failed).
+         */
+        post: operations["promote_api_v1_ml_models__name__promote_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/signals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A model's stored signal series for one symbol
+         * @description Points with start <= day of `time` <= end (UTC), oldest first; the latest `limit` when more match. A model with no stored signals that is not registered: 404 MODEL_NOT_FOUND; a registered one, or an unknown symbol: no points.
+         */
+        get: operations["signals_api_v1_ml_signals_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/drift": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The latest drift report of a model (the inference service writes it)
+         * @description Feature drift (PSI per feature against the training deciles) and live performance against the validation figure. Errors: ML_NO_DRIFT_REPORT (404).
+         */
+        get: operations["drift_api_v1_ml_drift_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1328,6 +1493,62 @@ export interface components {
             updated_at: string;
         };
         /**
+         * DriftOut
+         * @description The latest drift check of a model's served version (``DriftReport``).
+         */
+        DriftOut: {
+            /** Model */
+            model: string;
+            /** Version */
+            version?: number | null;
+            /**
+             * Samples
+             * @default 0
+             */
+            samples: number;
+            /** Checked At */
+            checked_at?: string | null;
+            /**
+             * Psi
+             * @description PSI per feature
+             */
+            psi?: {
+                [key: string]: number | null;
+            };
+            /**
+             * Levels
+             * @description stable, moderate or significant per feature
+             */
+            levels?: {
+                [key: string]: string;
+            };
+            /**
+             * Features
+             * @description Significantly drifted
+             */
+            features?: string[];
+            /**
+             * Outcomes
+             * @default 0
+             */
+            outcomes: number;
+            /** Metric */
+            metric?: string | null;
+            /** Live */
+            live?: {
+                [key: string]: number | null;
+            };
+            /** Validation */
+            validation?: number | null;
+            /**
+             * Degraded
+             * @default false
+             */
+            degraded: boolean;
+            /** Alerted */
+            alerted?: string[];
+        };
+        /**
          * EntryKind
          * @enum {string}
          */
@@ -1394,6 +1615,13 @@ export interface components {
          * @enum {string}
          */
         Exchange: "NSE" | "BSE";
+        /** FeatureImportanceOut */
+        FeatureImportanceOut: {
+            /** Feature */
+            feature: string;
+            /** Importance */
+            importance: number;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1641,6 +1869,289 @@ export interface components {
             username: string;
             /** Password */
             password: string;
+        };
+        /** MLEquityOut */
+        MLEquityOut: {
+            /**
+             * Run Id
+             * @description The MLflow run
+             */
+            run_id: string;
+            /** Points */
+            points: components["schemas"]["MLEquityPointOut"][];
+        };
+        /** MLEquityPointOut */
+        MLEquityPointOut: {
+            /**
+             * Time
+             * Format: date-time
+             * @description Bar end, UTC
+             */
+            time: string;
+            /**
+             * Equity
+             * @description Equity of the signal backtest, rupees
+             */
+            equity: string;
+        };
+        /** MLErrorOut */
+        MLErrorOut: {
+            /**
+             * Code
+             * @description ML_NO_DATA, ML_TOO_FEW_SAMPLES, ML_TIMEOUT, ...
+             */
+            code: string;
+            /** Message */
+            message: string;
+            /**
+             * Trace
+             * @description The traceback, when code raised
+             */
+            trace?: string | null;
+        };
+        /** MLImportanceOut */
+        MLImportanceOut: {
+            /**
+             * Run Id
+             * @description The MLflow run
+             */
+            run_id: string;
+            /**
+             * Features
+             * @description Most important first (empty for a model without importances: lstm)
+             */
+            features: components["schemas"]["FeatureImportanceOut"][];
+        };
+        /** MLProgressOut */
+        MLProgressOut: {
+            /**
+             * Stage
+             * @description The pipeline's stage: features, folds, backtest (null while queued)
+             */
+            stage: string | null;
+            /** Done */
+            done: number;
+            /** Total */
+            total: number;
+            /**
+             * Fraction
+             * @description 0 to 1 over the whole run; 1 once done
+             */
+            fraction: number;
+        };
+        /**
+         * MLRunIn
+         * @description What to train: the options of ``quantdesk ml train``.
+         */
+        MLRunIn: {
+            /**
+             * Model
+             * @default xgboost
+             * @enum {string}
+             */
+            model: "xgboost" | "lstm";
+            /**
+             * Symbols
+             * @example [
+             *       "NSE:INFY",
+             *       "NSE:TCS"
+             *     ]
+             */
+            symbols: string[];
+            /**
+             * Interval
+             * @default 1d
+             * @enum {string}
+             */
+            interval: "1m" | "5m" | "15m" | "30m" | "1h" | "1d";
+            /**
+             * Start
+             * Format: date
+             * @description First session
+             */
+            start: string;
+            /**
+             * End
+             * Format: date
+             * @description Last session (included)
+             */
+            end: string;
+            /**
+             * Label
+             * @description forward:H (sign of the H-bar forward return) or triple-barrier[:H[:PT[:SL]]]
+             * @default forward:5
+             */
+            label: string;
+            /**
+             * Dead Zone
+             * @description forward: a |return| below this gets no label
+             * @default 0
+             */
+            dead_zone: number;
+            /**
+             * Folds
+             * @description Walk-forward test folds (purged, embargoed)
+             * @default 5
+             */
+            folds: number;
+            /**
+             * Trials
+             * @description Optuna trials per fold (0: no search)
+             * @default 0
+             */
+            trials: number;
+            /**
+             * Embargo
+             * @description Embargo: whole bars (an integer) or a fraction in [0, 1)
+             * @default 0.01
+             */
+            embargo: number;
+            /**
+             * Name
+             * @description Registered model name; default MODEL-INTERVAL
+             */
+            name?: string | null;
+            /**
+             * Threshold
+             * @description ml_signal's entry probability in the signal backtest
+             * @default 0.55
+             */
+            threshold: number;
+            /**
+             * Costs
+             * @description Costs of the signal backtest: india or bps:N
+             * @default india
+             */
+            costs: string;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed: number;
+        };
+        /** MLRunOut */
+        MLRunOut: {
+            /** Id */
+            id: string;
+            /** User Id */
+            user_id: number;
+            /**
+             * Kind
+             * @constant
+             */
+            kind: "train";
+            status: components["schemas"]["MLRunStatus"];
+            progress: components["schemas"]["MLProgressOut"];
+            request: components["schemas"]["MLRunRequestOut"];
+            /** @description When succeeded */
+            result: components["schemas"]["TrainResultOut"] | null;
+            /** @description When failed */
+            error: components["schemas"]["MLErrorOut"] | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Started At */
+            started_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+        };
+        /** MLRunPageOut */
+        MLRunPageOut: {
+            /** Items */
+            items: components["schemas"]["MLRunOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as `before` for the next (older) page
+             */
+            next_cursor: string | null;
+        };
+        /**
+         * MLRunRequestOut
+         * @description The request as it runs: symbols, label and costs normalised, the model name resolved.
+         */
+        MLRunRequestOut: {
+            /** Model */
+            model: string;
+            /** Symbols */
+            symbols: string[];
+            /** Interval */
+            interval: string;
+            /**
+             * Start
+             * Format: date
+             */
+            start: string;
+            /**
+             * End
+             * Format: date
+             */
+            end: string;
+            /** Label */
+            label: string;
+            /** Dead Zone */
+            dead_zone: number;
+            /** Folds */
+            folds: number;
+            /** Trials */
+            trials: number;
+            /** Embargo */
+            embargo: number;
+            /** Name */
+            name: string;
+            /** Threshold */
+            threshold: number;
+            /** Costs */
+            costs: string;
+            /** Seed */
+            seed: number;
+        };
+        /**
+         * MLRunStatus
+         * @enum {string}
+         */
+        MLRunStatus: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        /** ModelVersionOut */
+        ModelVersionOut: {
+            /** Version */
+            version: number;
+            /** Run Id */
+            run_id: string | null;
+            /** Aliases */
+            aliases: string[];
+            /**
+             * Checks
+             * @description Whether the version passed the pipeline's checks (only a passed one may take an alias)
+             */
+            checks: ("passed" | "failed") | null;
+            /**
+             * Oos
+             * @description The run's out-of-sample metrics (oos_auc -> auc, oos_sharpe_net -> sharpe_net, ...)
+             */
+            oos: {
+                [key: string]: number;
+            };
+            /**
+             * User Id
+             * @description Who trained it over the API (null: the CLI)
+             */
+            user_id: number | null;
+            /**
+             * Job Id
+             * @description The training run (GET /ml/runs/{id})
+             */
+            job_id: string | null;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+        };
+        /** ModelsOut */
+        ModelsOut: {
+            /** Models */
+            models: components["schemas"]["RegisteredModelOut"][];
         };
         /** MovementIn */
         MovementIn: {
@@ -1906,6 +2417,31 @@ export interface components {
          * @enum {string}
          */
         Product: "CNC" | "MIS";
+        /** PromoteIn */
+        PromoteIn: {
+            /** Version */
+            version: number;
+            /**
+             * Alias
+             * @default champion
+             * @enum {string}
+             */
+            alias: "champion" | "challenger";
+        };
+        /** PromoteOut */
+        PromoteOut: {
+            /** Name */
+            name: string;
+            /** Alias */
+            alias: string;
+            /** Version */
+            version: number;
+            /**
+             * Previous Version
+             * @description Where the alias pointed before
+             */
+            previous_version: number | null;
+        };
         /** QuoteList */
         QuoteList: {
             /** Quotes */
@@ -1946,6 +2482,35 @@ export interface components {
         RefreshRequest: {
             /** Refresh Token */
             refresh_token: string;
+        };
+        /** RegisteredModelOut */
+        RegisteredModelOut: {
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /**
+             * Aliases
+             * @description alias -> version
+             */
+            aliases: {
+                [key: string]: number;
+            };
+            /**
+             * Versions
+             * @description Oldest first
+             */
+            versions: components["schemas"]["ModelVersionOut"][];
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /**
+             * Updated
+             * Format: date-time
+             */
+            updated: string;
         };
         /** RiskStateOut */
         RiskStateOut: {
@@ -2012,6 +2577,41 @@ export interface components {
          * @enum {string}
          */
         Side: "BUY" | "SELL";
+        /** SignalPointOut */
+        SignalPointOut: {
+            /**
+             * Time
+             * Format: date-time
+             * @description When the signal is known (the bar's end), UTC
+             */
+            time: string;
+            /**
+             * Value
+             * @description The model's probability (or prediction)
+             */
+            value: number | null;
+            /**
+             * Signal
+             * @description -1, 0 or +1 after the thresholds
+             */
+            signal: number;
+            /** Model Version */
+            model_version: number;
+        };
+        /** SignalsOut */
+        SignalsOut: {
+            /** Model */
+            model: string;
+            /** Symbol */
+            symbol: string;
+            /** Points */
+            points: components["schemas"]["SignalPointOut"][];
+            /**
+             * Truncated
+             * @description More points matched than `limit`: the latest are kept
+             */
+            truncated: boolean;
+        };
         /** StateOut */
         StateOut: {
             /** Scope */
@@ -2139,6 +2739,60 @@ export interface components {
             items: components["schemas"]["TradeOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /**
+         * TrainResultOut
+         * @description The document ``quantdesk ml train --json`` prints.
+         */
+        TrainResultOut: {
+            /**
+             * Run Id
+             * @description The MLflow run
+             */
+            run_id: string;
+            /** Model Name */
+            model_name: string;
+            /**
+             * Version
+             * @description The registered version
+             */
+            version: number;
+            /**
+             * Folds
+             * @description Per fold: rows, start, end, auc, ...
+             */
+            folds: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Oos
+             * @description Pooled out-of-sample: auc, auc_se, ic_return, sharpe_net (the signal backtest net of costs), trades, ...
+             */
+            oos: {
+                [key: string]: unknown;
+            };
+            /**
+             * Checks
+             * @description lookahead, edge and passed
+             */
+            checks: {
+                [key: string]: unknown;
+            };
+            /** Rows */
+            rows: number;
+            /** Features */
+            features: string[];
+            /** Importance */
+            importance: {
+                [key: string]: number;
+            };
+            /**
+             * Data
+             * @description Symbols, range, bars used, fingerprint, label
+             */
+            data: {
+                [key: string]: unknown;
+            };
         };
         /** UserCreate */
         UserCreate: {
@@ -5105,6 +5759,717 @@ export interface operations {
             };
             /** @description Validation failed */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_runs_api_v1_ml_runs_get: {
+        parameters: {
+            query?: {
+                user_id?: number | null;
+                status?: components["schemas"]["MLRunStatus"] | null;
+                /** @description next_cursor of the previous page */
+                before?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MLRunPageOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_run_api_v1_ml_runs_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MLRunIn"];
+            };
+        };
+        responses: {
+            /** @description Queued; poll the Location, or follow the `jobs` WebSocket channel */
+            202: {
+                headers: {
+                    /** @description The run's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MLRunOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_run_api_v1_ml_runs__run_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The ML run's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MLRunOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    cancel_run_api_v1_ml_runs__run_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The ML run's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MLRunOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    run_equity_api_v1_ml_runs__run_id__equity_get: {
+        parameters: {
+            query?: {
+                max_points?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The ML run's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MLEquityOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    run_importance_api_v1_ml_runs__run_id__importance_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The ML run's id (32 hex digits) */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MLImportanceOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_models_api_v1_ml_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelsOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    promote_api_v1_ml_models__name__promote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Registered model name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromoteIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoteOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    signals_api_v1_ml_signals_get: {
+        parameters: {
+            query: {
+                /** @description Registered model name */
+                model: string;
+                symbol: string;
+                start?: string | null;
+                end?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignalsOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    drift_api_v1_ml_drift_get: {
+        parameters: {
+            query: {
+                /** @description Registered model name */
+                model: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

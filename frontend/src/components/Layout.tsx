@@ -29,6 +29,7 @@ export function Layout() {
           <NavLink to="/charts">Charts</NavLink>
           <NavLink to="/strategies">Strategies</NavLink>
           <NavLink to="/backtests">Backtests</NavLink>
+          <NavLink to="/models">Models</NavLink>
           <NavLink to="/deployments">Deployments</NavLink>
           {isAdmin && <NavLink to="/admin">Admin</NavLink>}
         </nav>

@@ -1,6 +1,7 @@
 /**
  * Candlesticks + volume (lightweight-charts), SMA/EMA/Bollinger overlays, the user's fills as
- * markers, and the last bar moving with `quotes:<symbol>` frames.
+ * markers, a model's signals as markers (optional), and the last bar moving with
+ * `quotes:<symbol>` frames.
  */
 import { useEffect, useRef } from "react";
 import {
@@ -18,6 +19,7 @@ import {
 } from "lightweight-charts";
 import { applyQuote, barTimeFor, type Bar } from "../lib/candles";
 import { bollinger, ema, sma, type Point } from "../lib/indicators";
+import type { SignalMark } from "../lib/ml";
 import { useStream, type Quote } from "../ws/StreamProvider";
 
 export interface Overlays {
@@ -46,13 +48,17 @@ interface Props {
   live?: boolean;
   /** marker labels: "B 3 @ 100.05", or just "B"/"S" (many fills over a long range) */
   markerText?: "full" | "side";
+  /** a model's signals (where they turn +1 / −1): none leaves the chart as it was */
+  signals?: SignalMark[];
 }
+
+const NO_SIGNALS: SignalMark[] = [];
 
 function css(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
 }
 
-export function PriceChart({ symbol, interval, bars, offset, trades, overlays, live = true, markerText = "full" }: Props) {
+export function PriceChart({ symbol, interval, bars, offset, trades, overlays, live = true, markerText = "full", signals = NO_SIGNALS }: Props) {
   const el = useRef<HTMLDivElement>(null);
   const chart = useRef<IChartApi | null>(null);
   const candles = useRef<ISeriesApi<"Candlestick"> | null>(null);
@@ -131,7 +137,7 @@ export function PriceChart({ symbol, interval, bars, offset, trades, overlays, l
     // eslint-disable-next-line react-hooks/exhaustive-deps -- `at` only depends on offset
   }, [bars, overlays, offset]);
 
-  // The user's fills as markers on the bars that hold them.
+  // The user's fills as markers on the bars that hold them, and the model's signals.
   useEffect(() => {
     const ms: SeriesMarker<Time>[] = [];
     for (const t of trades) {
@@ -146,10 +152,23 @@ export function PriceChart({ symbol, interval, bars, offset, trades, overlays, l
         text: markerText === "side" ? (buy ? "B" : "S") : `${buy ? "B" : "S"} ${t.quantity} @ ${t.price}`,
       });
     }
+    // A signal is known at its bar's end: mark the bar that closed then (the one holding end − 1 s).
+    for (const s of signals) {
+      const time = barTimeFor(data.current, Math.floor(Date.parse(s.at) / 1000) - 1);
+      if (time === null) continue;
+      const up = s.signal > 0;
+      ms.push({
+        time: at(time),
+        position: up ? "belowBar" : "aboveBar",
+        shape: up ? "arrowUp" : "arrowDown",
+        color: up ? "#1c7ed6" : "#e8590c",
+        text: s.value !== null ? `ML ${s.value.toFixed(2)}` : up ? "ML +1" : "ML −1",
+      });
+    }
     ms.sort((a, b) => (a.time as number) - (b.time as number));
     markers.current?.setMarkers(ms);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [trades, bars, offset, markerText]);
+  }, [trades, signals, bars, offset, markerText]);
 
   // Live quotes move the last bar.
   const stream = useStream();

@@ -154,7 +154,7 @@ export function normaliseEquity(points: Pick<EquityPoint, "time" | "equity">[], 
 }
 
 /** A numeric series for the chart from decimal strings (null values skipped). */
-export function lineOf(points: EquityPoint[], pick: (p: EquityPoint) => string | number | null | undefined, scale = 1): LinePoint[] {
+export function lineOf<P extends { time: string } = EquityPoint>(points: P[], pick: (p: P) => string | number | null | undefined, scale = 1): LinePoint[] {
   const out: LinePoint[] = [];
   for (const p of points) {
     const raw = pick(p);

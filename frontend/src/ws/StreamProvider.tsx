@@ -11,7 +11,7 @@ import { useToast, type ToastKind } from "../components/Toasts";
 import { formatPrice, formatQty } from "../lib/format";
 import { alertToastKind, parseAlertFrame, pushAlert, type AlertItem } from "./alerts";
 import { StreamClient, streamUrl, type Frame, type StreamState } from "./client";
-import { applyJobFrame } from "./jobs";
+import { applyJobFrame, applyMlJobFrame } from "./jobs";
 
 export interface Quote {
   symbol: string;
@@ -62,6 +62,13 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
         const event = applyJobFrame(queryClient, frame);
         if (event?.status === "succeeded") toast("success", "Backtest finished");
         else if (event?.status === "failed") toast("error", `Backtest failed: ${event.error?.message ?? "see its page"}`);
+        const ml = applyMlJobFrame(queryClient, frame);
+        if (ml?.status === "succeeded") {
+          const r = ml.result;
+          toast("success", r?.model_name ? `Training finished: ${r.model_name} v${r.version ?? "?"}` : "Training finished");
+        } else if (ml?.status === "failed") {
+          toast("error", `Training failed: ${ml.error ? `${ml.error.message} [${ml.error.code}]` : "see its page"}`);
+        }
       }),
     );
     offs.push(onTokens((t) => t && stream.reauthenticate(t.access_token)));
@@ -90,7 +97,7 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
 }
 
 function resync(queryClient: QueryClient): void {
-  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"], keys.backtests, keys.deployments]) {
+  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"], keys.backtests, keys.deployments, keys.ml]) {
     void queryClient.invalidateQueries({ queryKey: key });
   }
 }

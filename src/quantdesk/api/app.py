@@ -33,6 +33,8 @@ from quantdesk.deploy.router import router as deploy_router
 from quantdesk.errors import NotFound
 from quantdesk.market.router import router as market_router
 from quantdesk.market.runtime import start_market
+from quantdesk.ml.jobs import start_ml_runner
+from quantdesk.ml.router import router as ml_router
 from quantdesk.observability.metrics import Metrics
 from quantdesk.orders.router import router as orders_router
 from quantdesk.orders.service import Oms
@@ -57,6 +59,7 @@ def api_router() -> APIRouter:
     router.include_router(risk_router)
     router.include_router(deploy_router)
     router.include_router(backtest_router)
+    router.include_router(ml_router)
     return router
 
 
@@ -137,11 +140,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.extras["backtest_runner"] = await start_backtest_runner(
             settings, state.sessionmaker, market.bus, alerts, bars_dir=market.store.root
         )
+        state.extras["ml_runner"] = await start_ml_runner(
+            settings, state.sessionmaker, market.bus, alerts, bars_dir=market.store.root
+        )
         await market.start_feed()
         app.state.qd = state
         try:
             yield
         finally:
+            if state.extras["ml_runner"] is not None:
+                await state.extras["ml_runner"].stop()
             if state.extras["backtest_runner"] is not None:
                 await state.extras["backtest_runner"].stop()
             if deployments is not None:

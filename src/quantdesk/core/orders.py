@@ -266,9 +266,7 @@ def _copier(changed: tuple[str, ...]) -> Callable[..., Order]:
     re-validation (the caller has checked the transition) and no per-field probing.
     ``dataclasses.replace`` re-runs every check and cost ~10 us a transition."""
     lines = [f"def copy(order, {', '.join(changed)}):", "    new = _new(Order)"]
-    lines += [
-        f"    _SET(new, {n!r}, {n if n in changed else f'order.{n}'})" for n in _ORDER_FIELDS
-    ]
+    lines += [f"    _SET(new, {n!r}, {n if n in changed else f'order.{n}'})" for n in _ORDER_FIELDS]
     lines.append("    return new")
     scope: dict[str, Any] = {"_new": object.__new__, "Order": Order, "_SET": _SET}
     exec("\n".join(lines), scope)  # noqa: S102 - code built from the dataclass's own field names

@@ -24,6 +24,7 @@ def import_all_models() -> None:
     import quantdesk.backtest.models
     import quantdesk.deploy.models
     import quantdesk.market.models
+    import quantdesk.ml.models_db
     import quantdesk.observability.audit
     import quantdesk.orders.models
     import quantdesk.risk.models

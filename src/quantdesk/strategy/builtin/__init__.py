@@ -12,4 +12,7 @@ __all__ = [
     "BUILTIN",
     "DonchianBreakout",
     "MlSignal",
-    "MomentumRotation", "RsiMeanReversion", "SmaCross"]
+    "MomentumRotation",
+    "RsiMeanReversion",
+    "SmaCross",
+]
