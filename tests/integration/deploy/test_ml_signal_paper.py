@@ -11,6 +11,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -21,8 +23,9 @@ from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.market.instruments import seed_demo_universe
 from quantdesk.market.store import BarStore
 from quantdesk.market.synthetic import generate_bars
-from quantdesk.ml.dataset import LabelSpec
+from quantdesk.ml.dataset import LabelSpec, load_bars
 from quantdesk.ml.pipeline import TrainRequest, train
+from quantdesk.ml.serving import load_bundle
 from quantdesk.ml.signals import SignalReader, SignalStore
 from quantdesk.ml.tracking import Tracker
 from quantdesk.orders.models import TradeRow
@@ -33,7 +36,8 @@ INFY = "NSE:INFY"  # demo universe: tick 0.10
 HISTORY = (date(2025, 5, 19), date(2025, 5, 30))
 DAY = date(2025, 6, 2)
 MODEL = "infy-1m"
-PARAMS = {"model": MODEL, "long_threshold": 0.5, "exit_threshold": 0.5, "allocation": 0.5}
+PARAMS = {"model": MODEL, "allocation": 0.5}
+OHLCV = ("open", "high", "low", "close", "volume")
 
 
 @pytest.mark.slow
@@ -66,6 +70,19 @@ async def test_ml_signal_on_paper_trades_the_models_signals_like_the_backtest(
         tracker=tracker,
     )
     tracker.set_alias(MODEL, "champion", trained.version)  # serving, not the promotion gate
+    # Thresholds at the median of what the champion will say over the day (batch features equal
+    # the streaming ones), so its signals cross them and the day trades.
+    bundle = load_bundle(tracker, MODEL, alias="champion", dst=tmp_path / "bundle")
+    bars, _ = load_bars(store, [INFY], "1m", HISTORY[0], DAY)
+    panel = bundle.feature_set.compute_panel({INFY: bars[INFY][list(OHLCV)]})
+    day = panel[panel.index.get_level_values("timestamp") >= pd.Timestamp(DAY, tz="Asia/Kolkata")]
+    said = bundle.model.predict(day[bundle.columns].dropna())
+    # Between the two distinct values around the median (a small model says few values).
+    levels = np.unique(said)
+    assert len(levels) >= 2, "the champion should not say one thing all day"
+    k = int(np.clip(np.searchsorted(levels, np.median(said)), 1, len(levels) - 1))
+    middle = float((levels[k - 1] + levels[k]) / 2)
+    params = {**PARAMS, "long_threshold": middle, "exit_threshold": middle}
 
     engine = create_engine(db_url)
     sessions = create_sessionmaker(engine)
@@ -82,7 +99,7 @@ async def test_ml_signal_on_paper_trades_the_models_signals_like_the_backtest(
         assert r.status_code == 201, r.text
         r = await c.post(
             "/api/v1/strategies/ml_signal/deployments",
-            json={"symbols": [INFY], "interval": "1m", "params": PARAMS},
+            json={"symbols": [INFY], "interval": "1m", "params": params},
             headers=trader.headers,
         )
         assert r.status_code == 201, r.text
@@ -136,7 +153,7 @@ async def test_ml_signal_on_paper_trades_the_models_signals_like_the_backtest(
             end=DAY,
             cash=Decimal("1000000"),
             costs="india",
-            params=PARAMS,
+            params=params,
         ),
         store=store,
         registry=Registry(None),
