@@ -7,7 +7,9 @@ before the strategies run (features at the bar's start time, as in training; the
 stored at the bar's close), so ``ctx.signal(model, symbol)`` on that bar reads the prediction
 made from it, exactly as the pipeline's backtest and a backtest over the stored signals do. The
 service follows the ``champion`` alias: a promotion is picked up at the next bar (checked at
-most once a minute), no restart. Drift reports go to the alerts (``MODEL_DRIFT``).
+most once a minute), no restart. Drift reports (feature PSI, and live performance: each
+prediction scored against the return over the label's horizon once those bars have closed) go
+to the alerts (``MODEL_DRIFT``) and to where ``GET /api/v1/ml/drift`` reads them.
 
 The ML packages are imported only when such a deployment starts; without them it fails with
 ``ML_EXTRA_MISSING`` and the command to install them.
@@ -22,7 +24,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
 import structlog
@@ -141,7 +142,9 @@ class ModelSignals:
     def _write_drift(self, model: str, report: Any) -> None:
         """The latest drift check where ``GET /api/v1/ml/drift`` reads it."""
         doc = {**dataclasses.asdict(report), "checked_at": datetime.now(UTC).isoformat()}
-        path = self.settings.data_dir / "ml" / "drift" / f"{quote(model, safe='')}.json"
+        from quantdesk.ml.registry import drift_report_path
+
+        path = drift_report_path(self.settings, model)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")

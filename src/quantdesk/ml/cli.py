@@ -320,32 +320,25 @@ def features_build(
     """Compute the platform's feature set over stored bars into the offline store (Parquet)."""
     _ml_ready()
     from quantdesk.errors import AppError
-    from quantdesk.ml.dataset import load_bars
-    from quantdesk.ml.features import OfflineFeatureStore, default_feature_set
+    from quantdesk.ml.features.build import build_offline_features
 
     settings = _settings()
-    fs = default_feature_set()
     try:
-        bars, fingerprint = load_bars(
-            _store(settings), _symbols(symbols), interval, _date(start, "start"), _date(end, "end")
+        doc = build_offline_features(
+            settings.data_dir,
+            _store(settings),
+            _symbols(symbols),
+            interval,
+            _date(start, "start"),
+            _date(end, "end"),
+            progress=lambda stage, d, t: err.print(f"[dim]{stage}: {d}/{t}[/]"),
         )
     except AppError as exc:
         raise _fail(exc.code, exc.message) from None
-    ohlcv = {s: b[["open", "high", "low", "close", "volume"]] for s, b in bars.items()}
-    store = OfflineFeatureStore(settings.data_dir, fs)
-    store.build(ohlcv, interval, progress=lambda d, t: err.print(f"[dim]features: {d}/{t}[/]"))
-    doc = {
-        "feature_set": fs.name,
-        "version": fs.version,
-        "hash": fs.hash,
-        "symbols": sorted(bars),
-        "rows": int(sum(len(b) for b in bars.values())),
-        "fingerprint": fingerprint,
-        "path": str(settings.data_dir / "features" / fs.hash),
-    }
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         out.print(
-            f"{doc['rows']} rows of {fs.name} v{fs.version} ({fs.hash[:12]}) -> {doc['path']}"
+            f"{doc['rows']} rows of {doc['feature_set']} v{doc['version']} "
+            f"({doc['hash'][:12]}) -> {doc['path']}"
         )

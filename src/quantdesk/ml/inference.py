@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from quantdesk.ml.drift import (
@@ -74,6 +75,9 @@ class Bundle:
     thresholds: Thresholds
     reference: ReferenceBins
     validation: dict[str, float] = field(default_factory=dict)
+    horizon: int = 0
+    """The label's horizon in bars: a prediction's outcome is the close-to-close return that
+    many bars later (0: unknown, no live performance)."""
 
     @classmethod
     def read(cls, directory: Path | str, version: int) -> Bundle:
@@ -94,8 +98,6 @@ class Bundle:
         if unknown:
             raise ValueError(f"{root}: columns {unknown} are not in the feature set")
         model = Model.load(root / MODEL_DIR)
-        if model.needs_history:
-            raise ValueError(f"{root}: sequence models ({model.name}) are not served bar by bar")
         return cls(
             version=version,
             model=model,
@@ -105,7 +107,12 @@ class Bundle:
             symbols=tuple(meta["symbols"]),
             thresholds=Thresholds.from_dict(meta["threshold"]),
             reference=ReferenceBins.from_dict(meta["reference_bins"]),
-            validation={k: float(v) for k, v in (meta.get("validation") or {}).items()},
+            validation={
+                k: float(v)
+                for k, v in (meta.get("validation") or {}).items()
+                if v is not None and math.isfinite(float(v))
+            },
+            horizon=_horizon(meta.get("label")),
         )
 
     @functools.cached_property
@@ -113,14 +120,31 @@ class Bundle:
         return any(f.is_rank for f in self.feature_set.features)
 
 
+def _horizon(label: Any) -> int:
+    """The horizon of a stored label (``forward:5``, ``triple-barrier:10:2:2``); 0 if none."""
+    if not isinstance(label, str):
+        return 0
+    from quantdesk.ml.dataset import LabelSpec
+
+    try:
+        return LabelSpec.parse(label).horizon
+    except ValueError:
+        return 0
+
+
 @dataclass
 class _Active:
-    """What one served version needs; replaced as a whole on a swap."""
+    """What one served version needs; replaced as a whole on a swap. ``awaiting`` holds, per
+    symbol, the predictions whose outcome is not known yet: (the symbol's bar count when
+    predicted, its close then, the predicted value)."""
 
     bundle: Bundle
     streaming: StreamingFeatures
     monitor: DriftMonitor
     thresholds: Thresholds
+    awaiting: dict[str, deque[tuple[int, float, float]]] = field(default_factory=dict)
+    sequences: dict[str, deque[npt.NDArray[np.float64]]] = field(default_factory=dict)
+    """A sequence model's (LSTM) input: each symbol's last ``window`` ready feature rows."""
 
 
 class InferenceService:
@@ -167,6 +191,8 @@ class InferenceService:
         self._thresholds = thresholds
         self._history: dict[str, deque[_Bar]] = {}
         self._history_size = history
+        self._bars_seen: dict[str, int] = {}  # live bars per symbol (warm-up excluded)
+        self._closes: dict[str, float] = {}
         self._active: _Active | None = None
         self._checked_at = -math.inf
         self.check_every = check_every
@@ -268,8 +294,21 @@ class InferenceService:
         """Prime the features of ``symbol`` from history (DatetimeIndex of bar END times,
         OHLCV columns); no predictions are made."""
         columns = [bars[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS]
+        active = self.active
+        bundle = active.bundle
+        # A sequence model's window fills from the history too (per-symbol features: ranked
+        # ones need every symbol's bar and fill on the live bars).
+        window = None
+        if bundle.model.needs_history and not bundle.cross_sectional:
+            size = max(int(bundle.model.params.get("window", 1)), 1)
+            window = active.sequences.setdefault(symbol, deque(maxlen=size))
         for ts, o, h, low, c, v in zip(bars.index, *columns, strict=True):
-            self._feed(symbol, (_utc(ts), float(o), float(h), float(low), float(c), float(v)))
+            bar = (_utc(ts), float(o), float(h), float(low), float(c), float(v))
+            features = self._feed(symbol, bar)
+            if window is not None:
+                row = np.array([features.get(k, math.nan) for k in bundle.columns])
+                if np.isfinite(row).all():
+                    window.append(row)
 
     def _feed(self, symbol: str, bar: _Bar) -> dict[str, float]:
         features = self.active.streaming.update(symbol, *bar)
@@ -307,6 +346,7 @@ class InferenceService:
         at = ts if known_at is None else _utc(known_at)
         bar = (ts, float(open), float(high), float(low), float(close), float(volume))
         features = self._feed(symbol, bar)
+        self._score(active, symbol, float(close))
         if active.bundle.cross_sectional:
             if not active.streaming.complete(ts):
                 return []
@@ -314,6 +354,18 @@ class InferenceService:
         else:
             frame = pd.DataFrame([features], index=pd.Index([symbol], name="symbol"))
         return self._predict(active, at, frame)
+
+    def _score(self, active: _Active, symbol: str, close: float) -> None:
+        """Count the symbol's live bar and give the monitor the outcomes it completes: the
+        return from a prediction's close to the close ``horizon`` bars later (the label of
+        ``forward:H``; for a triple-barrier label, its horizon's return stands in)."""
+        seen = self._bars_seen[symbol] = self._bars_seen.get(symbol, 0) + 1
+        self._closes[symbol] = close
+        waiting = active.awaiting.get(symbol)
+        horizon = active.bundle.horizon
+        while waiting and seen - waiting[0][0] >= horizon:
+            _, then, value = waiting.popleft()
+            active.monitor.observe_outcome(value, close / then - 1.0)
 
     def _predict(self, active: _Active, ts: datetime, frame: pd.DataFrame) -> list[Prediction]:
         bundle = active.bundle
@@ -323,7 +375,11 @@ class InferenceService:
             return []
         X = matrix[ready]
         symbols = [s for s, ok in zip(frame.index, ready.tolist(), strict=True) if ok]
-        values = bundle.model.predict(X)
+        values = (
+            self._sequence_predict(active, symbols, X)
+            if bundle.model.needs_history
+            else (bundle.model.predict(X))
+        )
         signals = active.thresholds.apply(values)
         out = []
         for symbol, value, signal in zip(symbols, values.tolist(), signals.tolist(), strict=True):
@@ -332,6 +388,11 @@ class InferenceService:
             )
             self._pending.setdefault(prediction.symbol, []).append(_row(prediction))
             out.append(prediction)
+            if bundle.horizon > 0 and prediction.symbol in self._closes:
+                waiting = active.awaiting.setdefault(prediction.symbol, deque())
+                waiting.append(
+                    (self._bars_seen[prediction.symbol], self._closes[prediction.symbol], value)
+                )
         if self.clock() - self._flushed_at >= self.flush_every:
             self.flush()
         active.monitor.observe_matrix(X)
@@ -340,6 +401,26 @@ class InferenceService:
             self._since_check = 0
             self.last_report = active.monitor.check()
         return out
+
+    @staticmethod
+    def _sequence_predict(
+        active: _Active, symbols: list[str], X: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """A sequence model on each symbol's window of ready rows ending with this one (as
+        the model saw a symbol's rows in training: oldest first, zero-padded when short)."""
+        window = max(int(active.bundle.model.params.get("window", 1)), 1)
+        blocks: list[npt.NDArray[np.float64]] = []
+        groups: list[int] = []
+        ends: list[int] = []
+        for i, symbol in enumerate(symbols):
+            kept = active.sequences.setdefault(str(symbol), deque(maxlen=window))
+            kept.append(X[i])
+            blocks.extend(kept)
+            groups.extend([i] * len(kept))
+            ends.append(len(blocks) - 1)
+        model: Any = active.bundle.model  # a sequence model's predict takes the groups
+        values = model.predict(np.vstack(blocks), groups=np.asarray(groups))
+        return np.asarray(values[ends], dtype=np.float64)
 
 
 def _row(p: Prediction) -> Mapping[str, Any]:

@@ -1,4 +1,5 @@
-"""The ML job runner of a ``serve`` process: queued training runs run in worker processes.
+"""The ML job runner of a ``serve`` process: queued training runs and feature builds run in
+worker processes.
 
 The same mechanism as the backtest jobs (:mod:`quantdesk.backtest.jobs`): the ``ml_runs``
 table is the queue; the runner claims queued rows (a conditional UPDATE, so two processes never
@@ -41,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from quantdesk.alerts.model import Alert, AlertKind, AlertSink, Severity
 from quantdesk.bus.base import EventBus
 from quantdesk.ml import service
-from quantdesk.ml.models_db import MLRunRow, MLRunStatus
+from quantdesk.ml.models_db import FEATURES, MLRunRow, MLRunStatus
 from quantdesk.ml.worker import JobFiles, JobSpec, Progress, init_worker, job_dirs, run_job
 from quantdesk.settings import Settings
 
@@ -89,6 +90,7 @@ class _Pool:
 class _Job:
     id: str
     user_id: int
+    kind: str
     name: str
     files: JobFiles
     pool: _Pool
@@ -229,11 +231,14 @@ class MLRunner:
             bars_dir=str(self.bars_dir),
             tracking_uri=self.settings.resolved_mlflow_tracking_uri,
             artifact_dir=str(artifact_dir),
+            kind=row.kind,
+            data_dir=str(self.settings.data_dir.absolute()),
         )
         pool, future = self._run_in_pool(spec)
         job = _Job(
             id=row.id,
             user_id=row.user_id,
+            kind=row.kind,
             name=str(row.request.get("name")),
             files=files,
             pool=pool,
@@ -299,7 +304,7 @@ class MLRunner:
                 if running:
                     message = {
                         "type": "job",
-                        "kind": "ml_train",
+                        "kind": service.message_kind(job.kind),
                         "id": job.id,
                         "status": MLRunStatus.RUNNING.value,
                         "progress": job.progress,
@@ -392,16 +397,21 @@ class MLRunner:
         if self.alerts is None:
             return
         error = row.error or {}
+        what = "Feature build" if row.kind == FEATURES else "Training"
         try:
             self.alerts.notify(
                 Alert(
                     AlertKind.SYSTEM_ERROR,
                     Severity.WARNING,
-                    f"Training failed: {row.request.get('name')}",
+                    f"{what} failed: {row.request.get('name')}",
                     f"{error.get('code')}: {error.get('message')} (ML run {row.id})",
                     user_id=row.user_id,
                     dedup_key=f"ml_run:{row.id}",
-                    data={"kind": "ml_train", "id": row.id, "code": error.get("code")},
+                    data={
+                        "kind": service.message_kind(row.kind),
+                        "id": row.id,
+                        "code": error.get("code"),
+                    },
                 )
             )
         except Exception as exc:  # alerts are best effort

@@ -1,4 +1,4 @@
-"""The ML jobs table: one row per training run requested over the API.
+"""The ML jobs table: one row per training run or feature build requested over the API.
 
 (``quantdesk.ml.models`` is the package of machine-learning models; this module holds the
 database table.) A row is written only for a request that passed validation (DESIGN invariant
@@ -32,7 +32,10 @@ LIVE_STATUSES = (MLRunStatus.QUEUED, MLRunStatus.RUNNING)
 """A run in one of these can still change (and be cancelled); the others are final."""
 
 TRAIN = "train"
-"""The job kind of a training run (the column leaves room for feature builds)."""
+"""The job kind of a training run."""
+FEATURES = "features"
+"""The job kind of a feature build (the offline store over a range of stored bars)."""
+KINDS = (TRAIN, FEATURES)
 
 
 class MLRunRow(Base):

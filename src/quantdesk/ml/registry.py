@@ -139,6 +139,19 @@ def promote(tracker: Tracker, name: str, version: int, alias: str) -> int | None
     return previous
 
 
+def restore_alias(tracker: Tracker, name: str, alias: str, previous: int | None) -> None:
+    """Undo :func:`promote` (its audit row could not be stored): ``alias`` back on
+    ``previous``, or removed when it pointed nowhere. Logged, never raised: the caller is
+    already failing."""
+    try:
+        if previous is None:
+            tracker.delete_alias(name, alias)
+        else:
+            tracker.set_alias(name, alias, previous)
+    except Exception as exc:
+        log.error("ml_alias_restore_failed", model=name, alias=alias, error=repr(exc))
+
+
 def equity_points(tracker: Tracker, run_id: str, max_points: int) -> list[tuple[str, float]]:
     """The signal backtest's equity curve logged in the MLflow run: (time, equity) points, at
     most ``max_points`` (each equal bucket's last)."""

@@ -31,7 +31,7 @@ from quantdesk.backtest.artifacts import RUN_ID_PATTERN
 from quantdesk.errors import ValidationFailed
 from quantdesk.market.store import normalise_symbol
 from quantdesk.ml import registry, service
-from quantdesk.ml.models_db import MLRunStatus
+from quantdesk.ml.models_db import FEATURES, MLRunStatus
 from quantdesk.ml.schemas import (
     DEFAULT_EQUITY_POINTS,
     DEFAULT_SIGNAL_POINTS,
@@ -39,6 +39,9 @@ from quantdesk.ml.schemas import (
     MAX_SIGNAL_POINTS,
     MODEL_NAME_PATTERN,
     DriftOut,
+    FeatureBuildIn,
+    FeatureBuildOut,
+    FeatureBuildPageOut,
     FeatureImportanceOut,
     MLEquityOut,
     MLEquityPointOut,
@@ -230,6 +233,116 @@ async def run_importance(run_id: RunId, db: SessionDep, user: CurrentUser) -> ML
     )
 
 
+# --- feature builds ---------------------------------------------------------------------------
+
+BuildId = Annotated[
+    str, Path(pattern=RUN_ID_PATTERN, description="The feature build's id (32 hex digits)")
+]
+
+
+@router.post(
+    "/feature-builds",
+    response_model=FeatureBuildOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        202: {
+            "description": "Queued; poll the Location, or follow the `jobs` WebSocket channel "
+            "(kind ml_features)",
+            "headers": {
+                "Location": {"description": "The build's URL", "schema": {"type": "string"}}
+            },
+        },
+        **error_responses(400, 401, 403, 422, 503),
+    },
+    summary="Queue a feature build: the platform's feature set over stored bars into the "
+    "offline store (Parquet)",
+    description="`quantdesk ml features build` as a job, run by the ML workers with progress "
+    "(stages load, compute, write). Errors (422): ML_BAD_REQUEST (a malformed symbol), "
+    "ML_BAD_DATA (an inverted range, an unknown interval, repeated symbols), "
+    "ML_UNKNOWN_SYMBOL (no stored bars); " + _EXTRA + ". A build whose range holds no bars "
+    "fails with ML_NO_DATA.",
+)
+async def create_feature_build(
+    body: FeatureBuildIn,
+    request: Request,
+    response: Response,
+    db: SessionDep,
+    state: StateDep,
+    user: TraderUser,
+) -> FeatureBuildOut:
+    spec = service.normalise_feature_build(body)
+    registry.require_extra()
+    await anyio.to_thread.run_sync(
+        service.check_symbols, state.extras["bar_store"], spec["symbols"]
+    )
+    row = await service.create_run(db, user.id, spec, user_actor(request, user), kind=FEATURES)
+    await service.publish(_bus(state), row.user_id, service.job_message(row))
+    runner = state.extras.get("ml_runner")
+    if runner is not None:
+        runner.wake()
+    response.headers["Location"] = f"{request.url.path}/{row.id}"
+    return FeatureBuildOut.of(row)
+
+
+@router.get(
+    "/feature-builds",
+    response_model=FeatureBuildPageOut,
+    responses=error_responses(401, 403, 422),
+    summary="Your feature builds, newest first (keyset pagination: next_cursor as `before`)",
+    description="An admin sees everyone's, or one user's with `user_id`; anyone else only "
+    "their own (another `user_id`: 403 ML_RUNS_FORBIDDEN).",
+)
+async def list_feature_builds(
+    db: SessionDep,
+    user: CurrentUser,
+    user_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    status_: Annotated[MLRunStatus | None, Query(alias="status")] = None,
+    before: Annotated[
+        str | None, Query(pattern=CURSOR, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> FeatureBuildPageOut:
+    owner: int | None
+    if user.role == Role.ADMIN and user_id is None:
+        owner = None
+    else:
+        owner = own_or_admin(user, user_id, code="ML_RUNS_FORBIDDEN", what="feature builds")
+    rows, next_cursor = await service.list_runs(
+        db, owner, status=status_, before=before, limit=limit, kind=FEATURES
+    )
+    return FeatureBuildPageOut(items=[FeatureBuildOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/feature-builds/{build_id}",
+    response_model=FeatureBuildOut,
+    responses=error_responses(401, 403, 404, 422),
+    summary="One feature build: status, progress, request, result (once succeeded), error",
+    description="Errors: ML_FEATURE_BUILD_NOT_FOUND (404: no such build, or someone else's).",
+)
+async def get_feature_build(
+    build_id: BuildId, db: SessionDep, user: CurrentUser
+) -> FeatureBuildOut:
+    return FeatureBuildOut.of(await service.get_run(db, build_id, user, kind=FEATURES))
+
+
+@router.delete(
+    "/feature-builds/{build_id}",
+    response_model=FeatureBuildOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+    summary="Cancel a queued or running feature build",
+    description="Errors: ML_RUN_FINISHED (409: it succeeded, failed or was cancelled already).",
+)
+async def cancel_feature_build(
+    build_id: BuildId, request: Request, db: SessionDep, state: StateDep, user: TraderUser
+) -> FeatureBuildOut:
+    root = service.jobs_root(state.settings)
+    actor = user_actor(request, user)
+    row = await service.cancel_run(db, build_id, user, actor, root, kind=FEATURES)
+    await service.publish(_bus(state), row.user_id, service.job_message(row))
+    return FeatureBuildOut.of(row)
+
+
 # --- registered models ------------------------------------------------------------------------
 
 
@@ -264,11 +377,10 @@ async def promote(
     state: StateDep,
     user: AdminUser,
 ) -> PromoteOut:
-    def run() -> int | None:
-        tracker = registry.get_tracker(state.settings)
-        return registry.promote(tracker, name, body.version, body.alias)
-
-    previous = await anyio.to_thread.run_sync(run)
+    tracker = await anyio.to_thread.run_sync(registry.get_tracker, state.settings)
+    previous = await anyio.to_thread.run_sync(
+        registry.promote, tracker, name, body.version, body.alias
+    )
     changes = {
         "model": name,
         "version": body.version,
@@ -283,7 +395,12 @@ async def promote(
         target_id=name,
         changes=changes,
     )
-    await db.commit()
+    try:
+        await db.commit()
+    except BaseException:
+        # An unaudited promotion must not stand: point the alias back where it was.
+        await anyio.to_thread.run_sync(registry.restore_alias, tracker, name, body.alias, previous)
+        raise
     return PromoteOut(name=name, alias=body.alias, version=body.version, previous_version=previous)
 
 

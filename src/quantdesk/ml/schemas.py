@@ -98,7 +98,8 @@ class MLRunRequestOut(BaseModel):
 
 class MLProgressOut(BaseModel):
     stage: str | None = Field(
-        description="The pipeline's stage: features, folds, backtest (null while queued)"
+        description="The job's stage: features, folds, backtest, ... for a training run; load, "
+        "compute, write for a feature build (null while queued)"
     )
     done: int
     total: int
@@ -167,6 +168,80 @@ class MLRunOut(BaseModel):
 
 class MLRunPageOut(BaseModel):
     items: list[MLRunOut]
+    next_cursor: str | None = Field(description="Pass as `before` for the next (older) page")
+
+
+# --- feature builds ---------------------------------------------------------------------------
+
+
+class FeatureBuildIn(BaseModel):
+    """What to build: the options of ``quantdesk ml features build``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Annotated[list[Symbol], Field(max_length=200, examples=[["NSE:INFY", "NSE:TCS"]])]
+    interval: Annotated[str, Field(max_length=8), _doc(enum=list(INTERVALS))] = "1d"
+    start: date = Field(description="First session")
+    end: date = Field(description="Last session (included)")
+
+
+class FeatureBuildRequestOut(BaseModel):
+    symbols: list[str]
+    interval: str
+    start: date
+    end: date
+
+
+class FeatureBuildResultOut(BaseModel):
+    """What ``quantdesk ml features build --json`` prints (less the server's path)."""
+
+    feature_set: str
+    version: int
+    hash: str = Field(description="The feature set's content hash (the store's key)")
+    columns: list[str]
+    symbols: list[str]
+    rows: int = Field(description="Bars whose features were stored")
+    fingerprint: str = Field(description="Of the bars used, as training records it")
+
+
+class FeatureBuildOut(BaseModel):
+    id: str
+    user_id: int
+    kind: Literal["features"]
+    status: MLRunStatus
+    progress: MLProgressOut
+    request: FeatureBuildRequestOut
+    result: FeatureBuildResultOut | None = Field(description="When succeeded")
+    error: MLErrorOut | None = Field(description="When failed")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: MLRunRow) -> FeatureBuildOut:
+        stage = row.stage or {}
+        return cls(
+            id=row.id,
+            user_id=row.user_id,
+            kind="features",
+            status=MLRunStatus(row.status),
+            progress=MLProgressOut(
+                stage=stage.get("stage"),
+                done=int(stage.get("done", 0)),
+                total=int(stage.get("total", 0)),
+                fraction=row.progress,
+            ),
+            request=FeatureBuildRequestOut.model_validate(row.request),
+            result=None if row.result is None else FeatureBuildResultOut.model_validate(row.result),
+            error=None if row.error is None else MLErrorOut.model_validate(row.error),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class FeatureBuildPageOut(BaseModel):
+    items: list[FeatureBuildOut]
     next_cursor: str | None = Field(description="Pass as `before` for the next (older) page")
 
 

@@ -35,8 +35,8 @@ from quantdesk.bus.base import EventBus
 from quantdesk.errors import Conflict, NotFound, ValidationFailed
 from quantdesk.market.candles import INTERVALS
 from quantdesk.market.store import BarStore, normalise_symbol
-from quantdesk.ml.models_db import LIVE_STATUSES, TRAIN, MLRunRow, MLRunStatus
-from quantdesk.ml.schemas import MODEL_KINDS, MLRunIn
+from quantdesk.ml.models_db import FEATURES, LIVE_STATUSES, TRAIN, MLRunRow, MLRunStatus
+from quantdesk.ml.schemas import MODEL_KINDS, FeatureBuildIn, MLRunIn
 from quantdesk.ml.worker import JobFiles
 from quantdesk.observability import audit
 from quantdesk.orders.service import decode_cursor, encode_cursor
@@ -122,6 +122,29 @@ def normalise_request(body: MLRunIn) -> dict[str, Any]:
     }
 
 
+def normalise_feature_build(body: FeatureBuildIn) -> dict[str, Any]:
+    """A feature build's request checked (ML_BAD_DATA, as ``quantdesk ml features build``
+    says) and normalised; the symbols' bars are checked by :func:`check_symbols`."""
+    if body.interval not in INTERVALS or body.interval == "1w":
+        raise _bad("interval", f"must be one of {', '.join(INTERVALS[:-1])}", "ML_BAD_DATA")
+    if body.end < body.start:
+        message = f"the date range is inverted: {body.start} is after {body.end}"
+        raise _bad("end", message, "ML_BAD_DATA")
+    try:
+        symbols = [normalise_symbol(s) for s in body.symbols]
+    except ValueError as exc:
+        raise _bad("symbols", str(exc)) from None
+    if not symbols or len(set(symbols)) != len(symbols):
+        raise _bad("symbols", "give one or more distinct symbols", "ML_BAD_DATA")
+    return {
+        "symbols": symbols,
+        "interval": body.interval,
+        "start": body.start.isoformat(),
+        "end": body.end.isoformat(),
+        "name": f"features-{body.interval}",
+    }
+
+
 def check_label(request: dict[str, Any]) -> None:
     """Parse the label as the pipeline will (needs the extra), storing its canonical form."""
     from quantdesk.ml.dataset import LabelSpec
@@ -148,24 +171,32 @@ def check_symbols(store: BarStore, symbols: Sequence[str]) -> None:
 
 
 async def create_run(
-    db: AsyncSession, user_id: int, request: dict[str, Any], actor: audit.Actor
+    db: AsyncSession,
+    user_id: int,
+    request: dict[str, Any],
+    actor: audit.Actor,
+    *,
+    kind: str = TRAIN,
 ) -> MLRunRow:
-    """Store a validated request as a queued run, audited, in one transaction."""
+    """Store a validated request (a training run, or a feature build) as a queued job,
+    audited, in one transaction."""
     row = MLRunRow(
         id=uuid.uuid4().hex,
         user_id=user_id,
-        kind=TRAIN,
+        kind=kind,
         status=MLRunStatus.QUEUED.value,
         progress=0.0,
         request=jsonable(request),
         created_at=_now(),
     )
     db.add(row)
-    keys = ("model", "symbols", "interval", "start", "end", "label", "name")
+    keys: tuple[str, ...] = ("model", "symbols", "interval", "start", "end", "label", "name")
+    if kind == FEATURES:
+        keys = ("symbols", "interval", "start", "end")
     audit.record(
         db,
         actor,
-        "ml.train",
+        "ml.features" if kind == FEATURES else "ml.train",
         target_type="ml_run",
         target_id=row.id,
         changes={k: request[k] for k in keys},
@@ -175,14 +206,19 @@ async def create_run(
     return row
 
 
-def _not_found(run_id: str) -> NotFound:
+def _not_found(run_id: str, kind: str) -> NotFound:
+    if kind == FEATURES:
+        return NotFound(
+            "No such feature build.", code="ML_FEATURE_BUILD_NOT_FOUND", details={"id": run_id[:64]}
+        )
     return NotFound("No such ML run.", code="ML_RUN_NOT_FOUND", details={"id": run_id[:64]})
 
 
-async def get_run(db: AsyncSession, run_id: str, user: User) -> MLRunRow:
+async def get_run(db: AsyncSession, run_id: str, user: User, *, kind: str = TRAIN) -> MLRunRow:
+    """A job of ``kind`` the user may see (their own; an admin any); 404 otherwise."""
     row = await db.get(MLRunRow, run_id, populate_existing=True)
-    if row is None or (row.user_id != user.id and user.role != Role.ADMIN):
-        raise _not_found(run_id)
+    if row is None or row.kind != kind or (row.user_id != user.id and user.role != Role.ADMIN):
+        raise _not_found(run_id, kind)
     return row
 
 
@@ -193,10 +229,11 @@ async def list_runs(
     status: MLRunStatus | None = None,
     before: str | None = None,
     limit: int = 50,
+    kind: str = TRAIN,
 ) -> tuple[list[MLRunRow], str | None]:
-    """Runs of ``user_id`` (None: everyone's), newest first; keyset pagination on
+    """Jobs of ``kind`` of ``user_id`` (None: everyone's), newest first; keyset pagination on
     (created_at, id)."""
-    q = select(MLRunRow)
+    q = select(MLRunRow).where(MLRunRow.kind == kind)
     if user_id is not None:
         q = q.where(MLRunRow.user_id == user_id)
     if status is not None:
@@ -217,11 +254,17 @@ async def list_runs(
 
 
 async def cancel_run(
-    db: AsyncSession, run_id: str, user: User, actor: audit.Actor, root: Path
+    db: AsyncSession,
+    run_id: str,
+    user: User,
+    actor: audit.Actor,
+    root: Path,
+    *,
+    kind: str = TRAIN,
 ) -> MLRunRow:
-    """Cancel a queued or running run: the row is cancelled at once; a running job's worker
+    """Cancel a queued or running job: the row is cancelled at once; a running job's worker
     sees the cancel file and stops (or is stopped)."""
-    row = await get_run(db, run_id, user)
+    row = await get_run(db, run_id, user, kind=kind)
     previous = row.status
     done = await db.execute(
         update(MLRunRow)
@@ -230,7 +273,7 @@ async def cancel_run(
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         await db.commit()  # nothing changed; commit, not rollback, keeps `user` loaded
-        row = await get_run(db, run_id, user)
+        row = await get_run(db, run_id, user, kind=kind)
         raise Conflict(
             f"The ML run has finished ({row.status}); only a queued or running one can be "
             "cancelled.",
@@ -248,7 +291,7 @@ async def cancel_run(
     await db.commit()
     if previous == MLRunStatus.RUNNING:
         await anyio.to_thread.run_sync(JobFiles(root, row.id).request_cancel)
-    return await get_run(db, run_id, user)
+    return await get_run(db, run_id, user, kind=kind)
 
 
 def succeeded_result(row: MLRunRow) -> dict[str, Any]:
@@ -366,12 +409,17 @@ async def live_ids(db: AsyncSession, run_ids: Sequence[str]) -> set[str]:
 # --- publishing -------------------------------------------------------------------------------
 
 
+def message_kind(kind: str) -> str:
+    """The ``jobs`` channel's ``kind`` of an ML job: ml_train or ml_features."""
+    return "ml_features" if kind == FEATURES else "ml_train"
+
+
 def job_message(row: MLRunRow) -> dict[str, Any]:
-    """The ``jobs`` channel's message for a run's state (``progress`` a fraction, as for
+    """The ``jobs`` channel's message for a job's state (``progress`` a fraction, as for
     backtests; ``stage`` the pipeline's last report)."""
     msg: dict[str, Any] = {
         "type": "job",
-        "kind": "ml_train",
+        "kind": message_kind(row.kind),
         "id": row.id,
         "status": row.status,
         "progress": row.progress,
@@ -379,7 +427,8 @@ def job_message(row: MLRunRow) -> dict[str, Any]:
     }
     if row.status == MLRunStatus.SUCCEEDED and row.result is not None:
         result = row.result
-        msg["result"] = {k: result.get(k) for k in ("run_id", "model_name", "version")}
+        keys = ("hash", "rows") if row.kind == FEATURES else ("run_id", "model_name", "version")
+        msg["result"] = {k: result.get(k) for k in keys}
     if row.status == MLRunStatus.FAILED and row.error is not None:
         msg["error"] = row.error
     return msg

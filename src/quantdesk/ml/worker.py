@@ -1,4 +1,5 @@
-"""What an ML worker process does with one job: train a model and report how it went.
+"""What an ML worker process does with one job (train a model, or build the offline feature
+store: ``JobSpec.kind`` "train" or "features") and report how it went.
 
 Runs in a child process of ``serve`` (see :mod:`quantdesk.ml.jobs`). It never raises: every
 outcome comes back as a small picklable dict, ``{"status": "succeeded", "result"}`` (the
@@ -52,6 +53,10 @@ _STAGES = {
     "checks": (0.85, 0.02),
     "final model": (0.87, 0.06),
     "logging": (0.93, 0.06),
+    # a feature build (kind "features")
+    "load": (0.02, 0.18),
+    "compute": (0.2, 0.6),
+    "write": (0.8, 0.19),
 }
 
 
@@ -133,6 +138,8 @@ class JobSpec:
     bars_dir: str
     tracking_uri: str
     artifact_dir: str | None
+    kind: str = "train"
+    data_dir: str | None = None
 
 
 class Cancelled(BaseException):
@@ -202,6 +209,24 @@ def _tracker(job: JobSpec) -> Any:
     return JobTracker(job.tracking_uri, artifact_dir)
 
 
+def _build_features(job: JobSpec, progress: _Progress) -> dict[str, Any]:
+    """A feature-build job: the offline store under the server's data dir."""
+    from quantdesk.market.store import BarStore
+    from quantdesk.ml.features.build import build_offline_features
+
+    doc = job.request
+    assert job.data_dir is not None, "a feature build needs the data dir"
+    return build_offline_features(
+        Path(job.data_dir),
+        BarStore(job.bars_dir, cache_bytes=0),
+        list(doc["symbols"]),
+        str(doc["interval"]),
+        date.fromisoformat(doc["start"]),
+        date.fromisoformat(doc["end"]),
+        progress=progress,
+    )
+
+
 def _failed(code: str, message: str, trace: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if trace:
@@ -214,6 +239,8 @@ def run_job(job: JobSpec) -> dict[str, Any]:
     progress = _Progress(files)
     try:
         progress("starting", 0, 1)
+        if job.kind == "features":
+            return {"status": "succeeded", "result": _build_features(job, progress)}
         from quantdesk.market.store import BarStore
         from quantdesk.ml.pipeline import train
 

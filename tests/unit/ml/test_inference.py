@@ -68,13 +68,27 @@ class Registry:
     panels: dict[int, pd.DataFrame]
     columns: dict[int, list[str]]
 
-    def publish(self, bars: dict[str, pd.DataFrame], fs: FeatureSet, seed: int) -> int:
+    def publish(
+        self,
+        bars: dict[str, pd.DataFrame],
+        fs: FeatureSet,
+        seed: int,
+        *,
+        kind: str = "xgboost",
+        label: str | None = None,
+        validation: float = 0.55,
+    ) -> int:
         """Train on the panel of ``fs`` with random labels, log the bundle, register it."""
         panel = fs.compute_panel(bars)
         columns = [c for c in fs.columns if c not in nan_only_features(panel)]
         train = panel[columns].dropna()
         y = np.random.default_rng(seed).normal(size=len(train))
-        model = make_model("xgboost", "classifier", n_estimators=20, max_depth=3, seed=seed)
+        if kind == "lstm":
+            model = make_model(
+                "lstm", "classifier", window=4, hidden_size=8, max_epochs=3, seed=seed
+            )
+        else:
+            model = make_model("xgboost", "classifier", n_estimators=20, max_depth=3, seed=seed)
         model.fit(train, y)
         bundle = self.root / f"bundle-{seed}"
         model.save(bundle / "model")
@@ -86,8 +100,10 @@ class Registry:
             "symbols": list(SYMBOLS),
             "threshold": {"long": 0.5, "short": 0.45, "min_confidence": 0.0},
             "reference_bins": ReferenceBins.fit(train).to_dict(),
-            "validation": {"auc": 0.55},
+            "validation": {"auc": validation},
         }
+        if label is not None:
+            meta["label"] = label
         (bundle / "bundle.json").write_text(json.dumps(meta))
         with self.tracker.start_run(NAME) as run:
             run.log_model_dir(bundle)
@@ -307,3 +323,66 @@ def test_drift_in_served_features_alerts_once_per_feature(
 def test_a_directory_without_a_bundle_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bundle\.json"):
         Bundle.read(tmp_path, 1)
+
+
+def test_live_outcomes_are_scored_against_the_labels_horizon_and_alert_when_degraded(
+    registry: Registry, bars: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    # Random labels, a claimed validation AUC of 0.9: live AUC near 0.5 is a degradation.
+    version = registry.publish(bars, PER_SYMBOL, seed=4, label="forward:3", validation=0.9)
+    registry.tracker.set_alias(NAME, "champion", version)
+    calls: list[str] = []
+    service = _service(
+        registry,
+        tmp_path,
+        Clock(),
+        drift=DriftThresholds(min_samples=100, window=5000),
+        alert=lambda kind, title, body, key: calls.append(key),
+        check_every=0,
+    )
+    service.load()
+    assert service.bundle.horizon == 3
+    out = [
+        p for symbol, ts, prices in _bar_stream(bars) for p in service.on_bar(symbol, ts, *prices)
+    ]
+    report = service.monitor.check()
+    # Each prediction's outcome is the close 3 bars later over the close it was made at;
+    # the last 3 of each symbol are still waiting.
+    expected_values, expected_returns = [], []
+    for symbol in SYMBOLS:
+        close = bars[symbol]["close"]
+        mine = [p for p in out if p.symbol == symbol]
+        for p in mine[:-3]:
+            at = close.index.get_loc(pd.Timestamp(p.time))
+            expected_values.append(p.value)
+            expected_returns.append(float(close.iloc[at + 3]) / float(close.iloc[at]) - 1.0)
+    assert report.outcomes == len(expected_values) == len(out) - 3 * len(SYMBOLS) > 500
+    from quantdesk.ml.evaluation import classification_metrics
+
+    auc = classification_metrics(np.array(expected_returns), np.array(expected_values))["auc"]
+    assert report.live["auc"] == pytest.approx(auc, abs=1e-12)
+    assert report.validation == 0.9 and report.degraded
+    assert calls == [f"model_drift:{NAME} v{version}:performance"]
+
+
+def test_an_lstm_is_served_bar_by_bar_on_each_symbols_window(
+    registry: Registry, bars: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    version = registry.publish(bars, PER_SYMBOL, seed=5, kind="lstm")
+    registry.tracker.set_alias(NAME, "champion", version)
+    service = _service(registry, tmp_path, Clock())
+    service.load()
+    assert service.bundle.model.needs_history and not service.bundle.cross_sectional
+    cut = 200  # history primes the features and fills the windows
+    for symbol, frame in bars.items():
+        service.warm_up(symbol, frame.iloc[:cut])
+    stream = [row for row in _bar_stream(bars) if row[1] >= bars[SYMBOLS[0]].index[cut]]
+    out = [p for symbol, ts, prices in stream for p in service.on_bar(symbol, ts, *prices)]
+    assert len(out) == len(stream)
+    # Batch: the model over each symbol's ready rows (its sequences), read at the served rows.
+    panel = registry.panels[version][registry.columns[version]].dropna()
+    model = registry.models[version]
+    batch = pd.Series(model.predict(panel), index=panel.index)
+    expected = [batch.loc[(pd.Timestamp(p.time), p.symbol)] for p in out]
+    np.testing.assert_allclose([p.value for p in out], expected, rtol=0, atol=1e-6)
