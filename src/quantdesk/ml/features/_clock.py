@@ -19,6 +19,7 @@ import pandas as pd
 __all__ = ["DAY", "calendar_features", "wall_clock"]
 
 DAY = 86_400
+_BLOCK = 1 << 14
 _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 
@@ -77,6 +78,15 @@ def calendar_features(
         weekdays.append((days + 3) % 7)  # 1970-01-01 was a Thursday
     cuts = np.searchsorted(units, np.concatenate(bounds) * per_second)
     counts = np.diff(np.r_[cuts, units.size])
-    minutes = units - np.repeat(np.concatenate(bases), counts)
+    opens = np.repeat(np.concatenate(bases), counts)
     weekday = np.repeat(np.concatenate(weekdays).astype(np.float64), counts)
-    return np.divide(minutes, 60 * per_second, dtype=np.float64), weekday
+    # (stamp - open) / one minute, a block at a time so the integer differences stay in cache
+    minutes = np.empty(units.size)
+    scratch = np.empty(min(_BLOCK, units.size), dtype=np.int64)
+    unit_minute = 60 * per_second
+    for start in range(0, units.size, _BLOCK):
+        part = slice(start, start + _BLOCK)
+        diff = scratch[: units[part].size]
+        np.subtract(units[part], opens[part], out=diff)
+        np.divide(diff, unit_minute, out=minutes[part])
+    return minutes, weekday
