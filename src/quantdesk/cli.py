@@ -19,6 +19,7 @@ from quantdesk.charges.cli import charges_command
 from quantdesk.market.cli import data_app, demo_app
 from quantdesk.market.instruments_cli import app as instruments_app
 from quantdesk.ml.cli import ml_app
+from quantdesk.observability.audit_cli import audit_app
 from quantdesk.settings import ConfigError, Settings
 from quantdesk.wallet.cli import app as ledger_app
 
@@ -42,6 +43,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(strategies_app, name="strategies")
 app.add_typer(ml_app, name="ml")
 app.add_typer(backtest_app, name="backtest")
+app.add_typer(audit_app, name="audit")
 alerts_app = typer.Typer(help="Alerts: Telegram and e-mail.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
