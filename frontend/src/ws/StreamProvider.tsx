@@ -12,6 +12,7 @@ import { formatPrice, formatQty } from "../lib/format";
 import { alertToastKind, parseAlertFrame, pushAlert, type AlertItem } from "./alerts";
 import { StreamClient, streamUrl, type Frame, type StreamState } from "./client";
 import { applyJobFrame, applyMlJobFrame } from "./jobs";
+import { orderToast } from "./orders";
 
 export interface Quote {
   symbol: string;
@@ -97,7 +98,7 @@ export function StreamProvider({ children, WebSocketImpl }: { children: ReactNod
 }
 
 function resync(queryClient: QueryClient): void {
-  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"], keys.backtests, keys.deployments, keys.ml]) {
+  for (const key of [keys.orders, keys.trades, keys.positions, keys.wallet, keys.risk, ["ledger"], keys.backtests, keys.deployments, keys.ml, keys.alerts]) {
     void queryClient.invalidateQueries({ queryKey: key });
   }
 }
@@ -125,11 +126,8 @@ export function applyAccountFrame(queryClient: QueryClient, frame: Frame, toast:
       if (order?.client_order_id?.startsWith("dep-")) void queryClient.invalidateQueries({ queryKey: keys.deployments });
       // a kill switch or a halt cancels orders: the risk state may have changed with them
       void queryClient.invalidateQueries({ queryKey: keys.risk });
-      if (order?.status === "REJECTED") {
-        toast("error", `Order rejected: ${order.side} ${formatQty(order.quantity)} ${order.symbol}`);
-      } else if (order?.status === "CANCELLED" || order?.status === "EXPIRED") {
-        toast("info", `Order ${order.status.toLowerCase()}: ${order.side} ${formatQty(order.quantity)} ${order.symbol}`);
-      }
+      const ended = orderToast(order);
+      if (ended) toast(ended.kind, ended.text);
       return;
     }
     case "trades": {
@@ -155,7 +153,7 @@ export function useStream(): StreamClient | null {
   return useContext(StreamContext);
 }
 
-/** This session's alerts from the `alerts` channel, newest first (not stored server-side). */
+/** This session's live alerts from the `alerts` channel, newest first (AlertsCard merges them into the stored ones). */
 export function useAlerts(): AlertItem[] {
   return useContext(AlertsContext);
 }

@@ -9,6 +9,10 @@ describe("alerts", () => {
       data: { type: "alert", kind: "kill_switch", severity: "critical", title: "Kill switch engaged", body: "by admin", ts: "2025-01-31T10:00:00Z", similar: 2 },
     });
     expect(a).toMatchObject({ kind: "kill_switch", severity: "critical", title: "Kill switch engaged", body: "by admin", similar: 2 });
+    expect(a?.alertId).toBeNull(); // no inbox id: not stored
+    const stored = parseAlertFrame({ type: "alert", channel: "alerts", data: { type: "alert", id: 41, kind: "drawdown", title: "Drawdown" } });
+    expect(stored?.alertId).toBe(41);
+    expect(parseAlertFrame({ type: "alert", data: { id: "41", kind: "test" } })?.alertId).toBeNull();
     expect(parseAlertFrame({ type: "subscribed" })).toBeNull();
     expect(parseAlertFrame({ type: "alert", data: { kind: "test", severity: "loud" } })).toMatchObject({ title: "test", severity: "info" });
   });

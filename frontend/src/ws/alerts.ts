@@ -1,8 +1,9 @@
 /**
  * The `alerts` channel (docs/alerts.md): the server publishes each alert about you as
- * {"type": "alert", "kind", "severity", "title", "body", "user_id", "ts", "similar", "data"},
+ * {"type": "alert", "id", "kind", "severity", "title", "body", "user_id", "ts", "similar", "data"},
  * which the gateway wraps as {"type": "alert", "channel": "alerts", "data": {...}}.
- * Alerts are not stored server-side: the UI keeps the latest few of this session in memory.
+ * `id` is the alert's row in the server's inbox (GET /api/v1/alerts; null when it could not be
+ * stored): the dashboard merges these live alerts into the stored ones by it (lib/alertInbox.ts).
  */
 import type { Frame } from "./client";
 
@@ -11,6 +12,8 @@ export type AlertSeverity = "info" | "warning" | "error" | "critical";
 export interface AlertItem {
   /** local id, for React keys */
   id: number;
+  /** the server's inbox id (mark it read by this); null: not stored */
+  alertId: number | null;
   kind: string;
   severity: AlertSeverity;
   title: string;
@@ -39,6 +42,7 @@ export function parseAlertFrame(frame: Frame): AlertItem | null {
   const severity = SEVERITIES.includes(str(raw.severity)) ? (raw.severity as AlertSeverity) : "info";
   return {
     id: nextId++,
+    alertId: typeof raw.id === "number" && Number.isInteger(raw.id) && raw.id > 0 ? raw.id : null,
     kind,
     severity,
     title: title || kind.replace(/_/g, " "),

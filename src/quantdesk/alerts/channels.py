@@ -70,6 +70,9 @@ class Channel(ABC):
     name: str
     rate_limited = True
     """Whether the service's per-channel token bucket applies (external services only)."""
+    after_store = False
+    """Whether the channel waits for the inbox row, so its message can carry the row's id.
+    Only the UI's own stream does: Telegram and e-mail never wait on the database."""
 
     def accepts(self, delivery: Delivery) -> bool:
         return True
@@ -247,11 +250,13 @@ class EmailChannel(Channel):
 
 class BusChannel(Channel):
     """Publishes the alert on the owner's ``user:<id>:alerts`` bus channel (the WebSocket
-    ``alerts`` stream). Alerts about no user (system errors) have no owner's stream to go to:
-    there is no admin stream yet."""
+    ``alerts`` stream), with its inbox id once stored. Alerts about no user (system errors) have
+    no owner's stream to go to: there is no admin stream yet (admins read them from the inbox,
+    ``GET /api/v1/alerts``)."""
 
     name = "bus"
     rate_limited = False
+    after_store = True
 
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
@@ -269,6 +274,7 @@ def bus_message(delivery: Delivery) -> dict[str, Any]:
     alert = delivery.alert
     return {
         "type": "alert",
+        "id": delivery.alert_id,
         "kind": alert.kind.value,
         "severity": alert.severity.value,
         "title": alert.title,

@@ -57,11 +57,22 @@ class AlertSink(Protocol):
     def notify(self, alert: Alert) -> None: ...
 
 
+class AlertStore(Protocol):
+    """Where accepted alerts are kept for the UI's inbox (:class:`~quantdesk.alerts.inbox.
+    AlertInbox`): ``add`` stores one and returns its id, or raises."""
+
+    async def add(self, delivery: Delivery) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Delivery:
     """An alert as one channel sends it: with the repeats deduplication folded into it
-    (``similar``) and the alerts the channel's rate limit dropped before it (``dropped``)."""
+    (``similar``), the alerts the channel's rate limit dropped before it (``dropped``) and, once
+    the inbox stored it, its row's id (``alert_id``: the id the UI marks it read by)."""
 
     alert: Alert
     similar: int = 0
     dropped: int = 0
+    alert_id: int | None = None

@@ -10,6 +10,12 @@
 3. **queueing** -- each channel has its own bounded queue; when it is full the oldest queued
    alert is dropped (and counted) so memory stays bounded while a channel is down.
 
+With a store (the inbox table, ``GET /api/v1/alerts``), every accepted alert is also queued
+for it: one background task inserts it (one INSERT, its own timeout, no retries; a failure is
+logged and counted, never raised) and then hands it, with the row's id, to the channels that
+wait for the row (the bus: the UI marks an alert read by that id). Telegram and e-mail never
+wait for the database, and their failures cannot lose the row.
+
 Each lane's task sends with a timeout, retries with exponential backoff (or after Telegram's
 ``retry_after``), then counts the alert failed and logs it. A slow or failing channel only
 ever delays its own lane: not the caller, not the other channels.
@@ -21,8 +27,8 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
@@ -36,7 +42,8 @@ from quantdesk.alerts.channels import (
     TelegramChannel,
     redact,
 )
-from quantdesk.alerts.model import Alert, AlertKind, Delivery, Severity
+from quantdesk.alerts.inbox import AlertInbox, SessionMaker
+from quantdesk.alerts.model import Alert, AlertKind, AlertStore, Delivery, Severity
 from quantdesk.bus.base import EventBus
 from quantdesk.settings import Settings
 
@@ -44,6 +51,8 @@ log = structlog.get_logger("quantdesk.alerts")
 
 SUPPRESSION_REASONS = ("dedup", "rate", "queue_full")
 MAX_DEDUP_KEYS = 10_000
+STORE = "inbox"
+"""The ``channel`` label of the store in the sent/failed metrics and the logs."""
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -64,7 +73,7 @@ class AlertMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.sent = Counter(
             "quantdesk_alerts_sent_total",
-            "Alerts delivered, by channel and kind.",
+            "Alerts delivered (or stored: channel inbox), by channel and kind.",
             ["channel", "kind"],
             registry=self.registry,
         )
@@ -137,6 +146,7 @@ class AlertService:
         backoff: float = 0.5,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        store: AlertStore | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -155,6 +165,9 @@ class AlertService:
             )
             for channel in channels
         ]
+        self.store = store
+        self._store_queue: asyncio.Queue[Delivery] = asyncio.Queue(queue_size)
+        self._store_task: asyncio.Task[None] | None = None
         self._seen: dict[str, _Seen] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
@@ -201,11 +214,35 @@ class AlertService:
             user_id=alert.user_id,
             similar=similar,
         )
-        for lane in self._lanes:
+        delivery = Delivery(alert, similar)
+        if self.store is None:
+            self._fan_out(delivery, self._lanes)
+            return
+        self._queue_for_store(delivery)
+        # The others go at once; the store's task hands the alert on to these with its id.
+        self._fan_out(delivery, (lane for lane in self._lanes if not lane.channel.after_store))
+
+    def _fan_out(self, delivery: Delivery, lanes: Iterable[_Lane]) -> None:
+        for lane in lanes:
             try:
-                self._enqueue(lane, Delivery(alert, similar))
+                self._enqueue(lane, delivery)
             except Exception as exc:  # one channel's bug must not cost the others the alert
                 log.error("alert_enqueue_failed", channel=lane.channel.name, error=repr(exc))
+
+    def _after_store(self) -> list[_Lane]:
+        return [lane for lane in self._lanes if lane.channel.after_store]
+
+    def _queue_for_store(self, delivery: Delivery) -> None:
+        try:
+            if self._store_queue.full():
+                oldest = self._store_queue.get_nowait()
+                self._store_queue.task_done()
+                self.metrics.suppressed.labels("queue_full").inc()
+                log.warning("alert_queue_full", channel=STORE, dropped=oldest.alert.kind.value)
+                self._fan_out(oldest, self._after_store())  # unstored, but still shown live
+            self._store_queue.put_nowait(delivery)
+        except Exception as exc:
+            log.error("alert_enqueue_failed", channel=STORE, error=repr(exc))
 
     def _remember(self, key: str, now: float) -> None:
         self._seen.pop(key, None)
@@ -254,15 +291,20 @@ class AlertService:
         """Start one delivery task per channel; idempotent."""
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
+        if self.store is not None and self._store_task is None:
+            self._store_task = asyncio.create_task(
+                self._run_store(self.store), name=f"alerts-{STORE}"
+            )
         for lane in self._lanes:
             if lane.task is None:
                 lane.task = asyncio.create_task(self._run(lane), name=f"alerts-{lane.channel.name}")
-        log.info("alerts_started", channels=self.channels)
+        log.info("alerts_started", channels=self.channels, stored=self.store is not None)
 
     async def flush(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
         """Wait until every queued alert was delivered or failed; False on timeout."""
         try:
             async with asyncio.timeout(timeout):
+                await self._store_queue.join()  # first: it feeds the lanes after it
                 for lane in self._lanes:
                     await lane.queue.join()
         except TimeoutError:
@@ -273,9 +315,19 @@ class AlertService:
         """Give the queued alerts ``grace`` seconds, then stop the tasks and close channels."""
         if self._closed:
             return
-        if any(lane.task is not None for lane in self._lanes):
+        if self._store_task is not None or any(lane.task is not None for lane in self._lanes):
             await self.flush(grace)
         self._closed = True
+        if self._store_task is not None:
+            self._store_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._store_task
+            self._store_task = None
+        if self.store is not None:
+            try:
+                await self.store.aclose()
+            except Exception as exc:
+                log.warning("alert_channel_close_failed", channel=STORE, error=repr(exc))
         for lane in self._lanes:
             if lane.task is not None:
                 lane.task.cancel()
@@ -290,13 +342,49 @@ class AlertService:
                     "alert_channel_close_failed", channel=lane.channel.name, error=repr(exc)
                 )
 
-    # --- the lanes ------------------------------------------------------------------------
+    # --- the store and the lanes ---------------------------------------------------------
+
+    async def _run_store(self, store: AlertStore) -> None:
+        while True:
+            delivery = await self._store_queue.get()
+            try:
+                alert_id = await self._store_one(store, delivery)
+                self._fan_out(replace(delivery, alert_id=alert_id), self._after_store())
+            except Exception as exc:  # _store_one handles its errors; this is a bug guard
+                log.error("alert_lane_error", channel=STORE, error=repr(exc))
+            finally:
+                self._store_queue.task_done()
+
+    async def _store_one(self, store: AlertStore, delivery: Delivery) -> int | None:
+        """The row's id, or None when it could not be stored (logged and counted)."""
+        kind = delivery.alert.kind.value
+        try:
+            async with asyncio.timeout(self.timeout):
+                alert_id = await store.add(delivery)
+        except Exception as exc:
+            self.metrics.failed.labels(STORE, kind).inc()
+            log.warning(
+                "alert_store_failed",
+                kind=kind,
+                user_id=delivery.alert.user_id,
+                error=self._describe_store_error(exc),
+            )
+            return None
+        self.metrics.sent.labels(STORE, kind).inc()
+        return alert_id
+
+    def _describe_store_error(self, exc: Exception) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"timed out after {self.timeout:g} s"
+        # A driver's message can run to the whole statement and its parameters: its first line.
+        first = next(iter(str(exc).splitlines()), "")
+        return f"{type(exc).__name__}: {first[:300]}"
 
     async def _run(self, lane: _Lane) -> None:
         while True:
             queued = await lane.queue.get()
             # The next message out says how many this channel dropped since the last one.
-            delivery = Delivery(queued.alert, queued.similar, lane.dropped)
+            delivery = replace(queued, dropped=lane.dropped)
             lane.dropped = 0
             try:
                 await self.deliver(lane.channel, delivery)
@@ -405,8 +493,15 @@ def create_alert_service(
     bus: EventBus | None = None,
     metrics: AlertMetrics | None = None,
     clock: Clock = time.monotonic,
+    sessionmaker: SessionMaker | None = None,
 ) -> AlertService:
-    """The service for these settings (not started: ``await service.start()``)."""
+    """The service for these settings (not started: ``await service.start()``). With a
+    ``sessionmaker``, accepted alerts are also stored in the inbox table."""
+    store = (
+        AlertInbox(sessionmaker, retention_days=settings.alert_inbox_retention_days)
+        if sessionmaker is not None
+        else None
+    )
     return AlertService(
         channels_from_settings(settings, bus),
         metrics=metrics,
@@ -416,4 +511,5 @@ def create_alert_service(
         queue_size=settings.alert_queue_size,
         timeout=settings.alert_timeout_seconds,
         clock=clock,
+        store=store,
     )

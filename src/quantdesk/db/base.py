@@ -20,6 +20,7 @@ class Base(DeclarativeBase):
 
 def import_all_models() -> None:
     """Import every domain's tables so the metadata is complete (Alembic, tests)."""
+    import quantdesk.alerts.inbox
     import quantdesk.auth.models
     import quantdesk.backtest.models
     import quantdesk.deploy.models

@@ -69,7 +69,7 @@ def suppressed(metrics: AlertMetrics, reason: str) -> float:
 
 
 def service(*channels: Channel, clock: Clock | None = None, **kw: object) -> AlertService:
-    return AlertService(list(channels), clock=clock or Clock(), **kw)  # type: ignore[arg-type]
+    return AlertService(list(channels), clock=clock or Clock(), **kw)
 
 
 async def test_the_same_key_within_the_window_is_sent_once_then_with_a_count() -> None:
@@ -214,6 +214,77 @@ async def test_a_hung_channel_blocks_neither_notify_nor_the_others() -> None:
     assert failed == 3
 
 
+class Store:
+    """An in-memory store: ids from 1, or a hang, or a failure."""
+
+    def __init__(self, *, hang: bool = False, fail: bool = False) -> None:
+        self.rows: list[Delivery] = []
+        self.hang = hang
+        self.fail = fail
+        self.release = asyncio.Event()
+        self.closed = False
+
+    async def add(self, delivery: Delivery) -> int:
+        if self.hang:
+            await self.release.wait()
+        if self.fail:
+            raise RuntimeError("database down")
+        self.rows.append(delivery)
+        return len(self.rows)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class AfterStore(Recorder):
+    after_store = True
+
+
+async def test_the_store_gets_every_accepted_alert_and_the_bus_its_id() -> None:
+    store, bus_like, external = Store(), AfterStore("bus"), Recorder("telegram")
+    svc = service(bus_like, external, store=store)
+    await svc.start()
+    svc.notify(alert("a", key="k"))
+    svc.notify(alert("a", key="k"))  # deduplicated: neither stored nor sent
+    svc.notify(alert("b"))
+    assert await svc.flush(2)
+    await svc.stop()
+    assert [d.alert.title for d in store.rows] == ["a", "b"]
+    assert [(d.alert.title, d.alert_id) for d in bus_like.sent] == [("a", 1), ("b", 2)]
+    assert [d.alert_id for d in external.sent] == [None, None]  # never waits for the row
+    assert store.closed
+
+
+async def test_a_hung_store_holds_up_only_the_channels_waiting_for_it() -> None:
+    store, bus_like, external = Store(hang=True), AfterStore("bus"), Recorder("telegram")
+    svc = service(bus_like, external, store=store, timeout=60)
+    await svc.start()
+    started = time.perf_counter()
+    svc.notify(alert("slow db"))
+    assert time.perf_counter() - started < 0.01
+    await asyncio.sleep(0.05)
+    assert [d.alert.title for d in external.sent] == ["slow db"]
+    assert bus_like.sent == []
+    store.release.set()
+    assert await svc.flush(2)
+    assert [d.alert_id for d in bus_like.sent] == [1]
+    await svc.stop()
+
+
+async def test_a_failing_store_is_counted_and_the_alert_still_published() -> None:
+    store, bus_like = Store(fail=True), AfterStore("bus")
+    svc = service(bus_like, store=store)
+    await svc.start()
+    svc.notify(alert("unstored"))
+    assert await svc.flush(2)
+    await svc.stop()
+    assert [(d.alert.title, d.alert_id) for d in bus_like.sent] == [("unstored", None)]
+    failed = svc.metrics.registry.get_sample_value(
+        "quantdesk_alerts_failed_total", {"channel": "inbox", "kind": "order_rejected"}
+    )
+    assert failed == 1
+
+
 async def test_stop_cancels_a_hung_delivery_after_the_grace() -> None:
     svc = service(Recorder(hang=True), timeout=60)
     await svc.start()
@@ -266,6 +337,7 @@ async def test_the_bus_channel_publishes_to_the_owners_alerts_stream_only() -> N
             "user:3:alerts",
             {
                 "type": "alert",
+                "id": None,  # not stored: the service's store sets it
                 "kind": "kill_switch",
                 "severity": "critical",
                 "title": "Kill switch",
