@@ -1,6 +1,7 @@
 /**
  * The typed API client: openapi-fetch over the generated schema, with a fetch that adds the
- * bearer token and, on a 401, refreshes the token pair once and retries the request.
+ * in-memory access token as a bearer header and, on a 401, gets a new one once (a refresh by
+ * the HttpOnly cookie, see tokens.ts) and retries the request.
  */
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";

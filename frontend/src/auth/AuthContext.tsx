@@ -1,12 +1,30 @@
-/** Who is logged in: the token pair, the current user (GET /auth/me) and login/logout. */
+/**
+ * Who is logged in: the in-memory access token, the current user (GET /auth/me) and
+ * login/logout. The refresh token is an HttpOnly cookie the page never sees (see api/tokens.ts):
+ * on load, a session cookie is exchanged for an access token before the app renders, so a
+ * reload keeps the user logged in.
+ */
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import { api, unwrap } from "../api/client";
 import { useMe, type User } from "../api/queries";
-import { fromResponse, getTokens, onTokens, refreshTokens, setTokens, type TokenPair } from "../api/tokens";
+import {
+  announce,
+  clearLegacyStorage,
+  followOtherTabs,
+  forgetSessionCookie,
+  fromResponse,
+  getTokens,
+  hasSessionCookie,
+  onTokens,
+  refreshTokens,
+  setTokens,
+  type AccessToken,
+} from "../api/tokens";
+import { Loading } from "../components/States";
 
 interface AuthValue {
-  tokens: TokenPair | null;
+  tokens: AccessToken | null;
   user: User | undefined;
   userError: unknown;
   loadingUser: boolean;
@@ -20,11 +38,26 @@ interface AuthValue {
 const AuthContext = createContext<AuthValue | null>(null);
 
 export function AuthProvider({ children }: { children: ReactNode }) {
-  const [tokens, setState] = useState<TokenPair | null>(getTokens);
+  const [tokens, setState] = useState<AccessToken | null>(getTokens);
+  // A reload: the access token is gone with the page, the cookie session is not.
+  const [restoring, setRestoring] = useState(() => !getTokens() && hasSessionCookie());
   const queryClient = useQueryClient();
   const me = useMe(!!tokens);
 
-  useEffect(() => onTokens(setState), []);
+  useEffect(() => {
+    clearLegacyStorage();
+    followOtherTabs();
+    return onTokens(setState);
+  }, []);
+
+  useEffect(() => {
+    if (!restoring) return;
+    let live = true;
+    void refreshTokens().finally(() => live && setRestoring(false));
+    return () => {
+      live = false;
+    };
+  }, [restoring]);
 
   // Refresh a minute before the access token expires, so REST and the WebSocket stay valid.
   useEffect(() => {
@@ -40,16 +73,22 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   }, [tokens, queryClient]);
 
   const login = useCallback(async (username: string, password: string) => {
-    const pair = await unwrap(api.POST("/api/v1/auth/login", { body: { username, password } }));
+    // The refresh token stays in the HttpOnly cookie: the body's is null.
+    const body = { username, password, refresh_token_in_body: false };
+    const pair = await unwrap(api.POST("/api/v1/auth/login", { body }));
     queryClient.clear();
     setTokens(fromResponse(pair));
+    announce("login");
   }, [queryClient]);
 
   const logout = useCallback(async () => {
     try {
+      // Revokes the session and deletes the cookies.
       await api.POST("/api/v1/auth/logout");
     } finally {
+      forgetSessionCookie();
       setTokens(null);
+      announce("logout");
     }
   }, []);
 
@@ -67,6 +106,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     };
   }, [tokens, me.data, me.error, me.isPending, login, logout]);
 
+  if (restoring) return <Loading what="Restoring your session" />;
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
 

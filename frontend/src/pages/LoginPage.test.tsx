@@ -18,9 +18,9 @@ describe("login", () => {
     expect(await screen.findByRole("alert")).toHaveTextContent("Wrong username or password. [AUTH_INVALID_CREDENTIALS]");
   });
 
-  it("stores the tokens and opens the dashboard", async () => {
+  it("keeps the access token in memory only and opens the dashboard", async () => {
     const { calls } = mockApi({
-      "POST /api/v1/auth/login": () => ({ access_token: "a1", refresh_token: "r1", token_type: "bearer", expires_in: 900 }),
+      "POST /api/v1/auth/login": () => ({ access_token: "a1", refresh_token: null, token_type: "bearer", expires_in: 900 }),
       "GET /api/v1/auth/me": () => user("trader"),
       "GET /api/v1/wallet": () => wallet("42.00"),
       "GET /api/v1/positions": () => [],
@@ -34,8 +34,11 @@ describe("login", () => {
     await ui.keyboard("{Enter}");
     const walletCard = await screen.findByRole("region", { name: "Wallet" });
     expect(await within(walletCard).findAllByText("₹42.00")).toHaveLength(2); // available and total
-    expect(calls[0]!.body).toEqual({ username: "trader", password: "secret-password" });
-    expect(getTokens()).toMatchObject({ access_token: "a1", refresh_token: "r1" });
+    // the refresh token stays in the HttpOnly cookie
+    expect(calls[0]!.body).toEqual({ username: "trader", password: "secret-password", refresh_token_in_body: false });
+    expect(getTokens()).toMatchObject({ access_token: "a1" });
+    expect(localStorage.length).toBe(0);
+    expect(sessionStorage.length).toBe(0);
     expect(FakeWebSocket.last.url).toMatch(/\/api\/v1\/ws\?token=a1$/);
   });
 });

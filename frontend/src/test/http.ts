@@ -1,11 +1,13 @@
 /** A fetch stub at the network boundary: routes "METHOD /path" to handlers, records requests. */
 import { vi } from "vitest";
+import { CSRF_COOKIE, setTokens } from "../api/tokens";
 
 export interface Recorded {
   method: string;
   path: string;
   search: URLSearchParams;
   auth: string | null;
+  headers: Headers;
   body: unknown;
 }
 
@@ -30,6 +32,7 @@ export function mockApi(routes: Record<string, Handler>) {
       path: decodeURIComponent(url.pathname),
       search: url.searchParams,
       auth: request.headers.get("Authorization"),
+      headers: request.headers,
       body: text ? JSON.parse(text) : undefined,
     };
     calls.push(rec);
@@ -42,11 +45,16 @@ export function mockApi(routes: Record<string, Handler>) {
   return { calls, fetchMock };
 }
 
-export function loggedIn(access = "access-1", refresh = "refresh-1"): void {
-  localStorage.setItem(
-    "quantdesk.tokens",
-    JSON.stringify({ access_token: access, refresh_token: refresh, expires_at: Date.now() + 15 * 60_000 }),
-  );
+/** A logged-in page: the access token in memory and the session's (readable) CSRF cookie. */
+export function loggedIn(access = "access-1", csrf = "csrf-1"): void {
+  setTokens({ access_token: access, expires_at: Date.now() + 15 * 60_000 });
+  document.cookie = `${CSRF_COOKIE}=${csrf}; Path=/`;
+}
+
+/** Back to a fresh page: no access token, no session cookie. */
+export function loggedOut(): void {
+  setTokens(null);
+  if (typeof document !== "undefined") document.cookie = `${CSRF_COOKIE}=; Max-Age=0; Path=/`;
 }
 
 export const user = (role: "admin" | "trader" | "viewer", id = 2) => ({

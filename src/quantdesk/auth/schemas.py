@@ -24,6 +24,12 @@ class LoginRequest(StrictModel):
     # No NUL: PostgreSQL refuses it in text, which made the lookup a 500.
     username: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
     password: Password
+    refresh_token_in_body: bool = Field(
+        default=True,
+        description="false: the refresh token is delivered only in the HttpOnly `qd_refresh` "
+        "cookie and the body's `refresh_token` is null (the web UI's mode: page scripts never "
+        "see it). Default true: in the body as well, for scripts.",
+    )
 
 
 class RefreshRequest(StrictModel):
@@ -32,7 +38,10 @@ class RefreshRequest(StrictModel):
 
 class TokenPair(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="The new refresh token; null when it went only into the `qd_refresh` "
+        "cookie (a login with refresh_token_in_body=false, or a refresh by cookie)."
+    )
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds until the access token expires.")
 

@@ -1,8 +1,9 @@
-"""Password hashing (bcrypt), the password policy, and JWT access tokens."""
+"""Password hashing (bcrypt), the password policy, JWT access tokens and CSRF tokens."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,18 @@ def new_refresh_token() -> str:
 def hash_token(token: str) -> str:
     # A refresh token is 256 random bits: a fast hash is enough, no salt needed.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token(session_id: str, key: str) -> str:
+    """The CSRF token of a session: an HMAC of its id, so it needs no storage, outlives refresh
+    rotation, and a cookie planted by a sibling site cannot carry a valid one."""
+    mac = hmac.new(key.encode(), f"csrf:{session_id}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def csrf_token_matches(session_id: str, key: str, presented: str) -> bool:
+    # Bytes: compare_digest refuses non-ASCII str, and a header may carry any latin-1.
+    return hmac.compare_digest(csrf_token(session_id, key).encode(), presented.encode())
 
 
 @dataclass(frozen=True, slots=True)

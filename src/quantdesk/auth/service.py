@@ -1,5 +1,6 @@
 """Use cases of authentication: login, refresh rotation with reuse detection, logout, and
-resolving the user behind an access token."""
+resolving the user behind an access token. A refresh presented by cookie is also checked
+against its session's CSRF token before anything changes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from quantdesk.auth.roles import Role
 from quantdesk.auth.schemas import TokenPair
 from quantdesk.auth.security import (
     AccessClaims,
+    csrf_token,
+    csrf_token_matches,
     encode_access_token,
     hash_password,
     hash_token,
@@ -23,7 +26,7 @@ from quantdesk.auth.security import (
     verify_password,
 )
 from quantdesk.auth.throttle import LoginThrottle
-from quantdesk.errors import AppError, NotAuthenticated, TooManyRequests
+from quantdesk.errors import AppError, Forbidden, NotAuthenticated, TooManyRequests
 from quantdesk.observability import audit
 from quantdesk.settings import Settings
 
@@ -38,6 +41,25 @@ class AuthContext:
     throttle: LoginThrottle
 
 
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A login's or refresh's result: the tokens, and what the cookie form sets besides."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    csrf_token: str
+    refresh_expires_at: datetime
+    issued_at: datetime
+
+    def body(self, *, with_refresh_token: bool = True) -> TokenPair:
+        return TokenPair(
+            access_token=self.access_token,
+            refresh_token=self.refresh_token if with_refresh_token else None,
+            expires_in=self.expires_in,
+        )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -49,7 +71,7 @@ async def login(
     username: str,
     password: str,
     user_agent: str | None = None,
-) -> TokenPair:
+) -> Issued:
     s = ctx.settings
     name = username.strip().lower()
     user_key, ip_key = f"user:{name}", f"ip:{actor.ip or '-'}"
@@ -93,23 +115,22 @@ async def login(
         user_agent=(user_agent or "")[:256] or None,
     )
     db.add(sess)
-    pair = _issue(db, s, user, sess, now)
+    issued = _issue(db, s, user, sess, now)
     actor = audit.Actor(user.id, user.username, actor.ip, actor.request_id)
     audit.record(db, actor, "auth.login", target_type="user", target_id=user.id)
     await db.commit()
-    return pair
+    return issued
 
 
-def _issue(
-    db: AsyncSession, s: Settings, user: User, sess: AuthSession, now: datetime
-) -> TokenPair:
+def _issue(db: AsyncSession, s: Settings, user: User, sess: AuthSession, now: datetime) -> Issued:
     raw = new_refresh_token()
+    expires_at = min(now + timedelta(seconds=s.refresh_token_ttl_seconds), sess.expires_at)
     db.add(
         RefreshToken(
             token_hash=hash_token(raw),
             session_id=sess.id,
             created_at=now,
-            expires_at=min(now + timedelta(seconds=s.refresh_token_ttl_seconds), sess.expires_at),
+            expires_at=expires_at,
         )
     )
     access, _ = encode_access_token(
@@ -122,7 +143,14 @@ def _issue(
         ttl=timedelta(seconds=s.access_token_ttl_seconds),
         now=now,
     )
-    return TokenPair(access_token=access, refresh_token=raw, expires_in=s.access_token_ttl_seconds)
+    return Issued(
+        access_token=access,
+        refresh_token=raw,
+        expires_in=s.access_token_ttl_seconds,
+        csrf_token=csrf_token(sess.id, s.jwt_key),
+        refresh_expires_at=expires_at,
+        issued_at=now,
+    )
 
 
 def _invalid_refresh() -> NotAuthenticated:
@@ -130,8 +158,15 @@ def _invalid_refresh() -> NotAuthenticated:
 
 
 async def refresh(
-    db: AsyncSession, ctx: AuthContext, actor: audit.Actor, raw_token: str
-) -> TokenPair:
+    db: AsyncSession,
+    ctx: AuthContext,
+    actor: audit.Actor,
+    raw_token: str,
+    csrf: str | None = None,
+) -> Issued:
+    """Spend ``raw_token`` for a new pair of the same session. ``csrf``: the CSRF token that
+    came with a refresh by cookie (None for the body form); it must be the session's, checked
+    before the token is spent, so a refused request changes nothing."""
     now = _now()
     row = (
         await db.execute(
@@ -144,6 +179,8 @@ async def refresh(
     if row is None:
         raise _invalid_refresh()
     token, sess, user = row
+    if csrf is not None and not csrf_token_matches(sess.id, ctx.settings.jwt_key, csrf):
+        raise Forbidden("The CSRF token is not this session's.", code="AUTH_CSRF_INVALID")
     if sess.revoked_at is not None or sess.expires_at <= now or not user.is_active:
         raise _invalid_refresh()
     if token.expires_at <= now:
@@ -171,9 +208,9 @@ async def refresh(
             "Refresh token was already used; the session has been revoked.",
             code="AUTH_REFRESH_REUSED",
         )
-    pair = _issue(db, ctx.settings, user, sess, now)
+    issued = _issue(db, ctx.settings, user, sess, now)
     await db.commit()
-    return pair
+    return issued
 
 
 async def _revoke_session(db: AsyncSession, session_id: str, reason: str, now: datetime) -> None:
