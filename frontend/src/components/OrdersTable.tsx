@@ -65,7 +65,9 @@ export function OrdersTable({ orders }: { orders: Order[] }) {
                 <td className="num">{formatPrice(o.stop_price)}</td>
                 <td className="num">{formatPrice(o.average_price)}</td>
                 <td>
-                  <span className={`status status-${o.status.toLowerCase()}`}>{o.status}</span>
+                  <span className={`status status-${o.status.toLowerCase()}`} title={o.reason ?? undefined}>
+                    {o.status}
+                  </span>
                 </td>
                 {canTrade && (
                   <td className="nowrap">

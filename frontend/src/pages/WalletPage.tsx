@@ -5,7 +5,7 @@ import { WalletCard } from "../components/WalletCard";
 import { downloadText, toCsv } from "../lib/csv";
 import { formatINR, formatTime } from "../lib/format";
 
-const KINDS: (EntryKind | "")[] = ["", "DEPOSIT", "WITHDRAWAL", "HOLD", "RELEASE", "TRADE", "FEE", "TAX"];
+const KINDS: (EntryKind | "")[] = ["", "DEPOSIT", "WITHDRAWAL", "HOLD", "RELEASE", "TRADE", "FEE", "TAX", "ADJUSTMENT"];
 
 /** The change of the user's cash (available) account in an entry, or "" when untouched. */
 function cashChange(entry: LedgerEntry, account: string): string {

@@ -47,7 +47,7 @@ function stub(role: "admin" | "trader" | "viewer") {
     "GET /api/v1/auth/me": () => user(role),
     "GET /api/v1/wallet": () => wallet("123456.78"),
     "GET /api/v1/positions": () => [position],
-    "GET /api/v1/orders": (req) => ({ items: req.search.get("status") === "OPEN" ? [order] : [], next_cursor: null }),
+    "GET /api/v1/orders": (req) => ({ items: req.search.getAll("status").includes("OPEN") ? [order] : [], next_cursor: null }),
     "GET /api/v1/trades": () => ({ items: [], next_cursor: null }),
   });
 }

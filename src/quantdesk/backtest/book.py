@@ -15,6 +15,8 @@ Cash rules (the backtest's wallet):
   cash; MIS positions may be short. Available cash is cash plus the value of open MIS positions
   at entry, less their margin.
 - A CNC sell needs the CNC holding (no short delivery sells): refused at placement otherwise.
+- A CNC buy sold the same day is recharged as intraday in cash, as the OMS does
+  (:class:`~quantdesk.backtest.costs.SameDay`); the fills keep their delivery charges.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from quantdesk.core.orders import Order, OrderStatus, OrderType, Product, Side, 
 from quantdesk.core.positions import Fill, Position
 from quantdesk.core.risk import OrderContext, RiskLimits, RiskViolation, check_order
 
-from .costs import CostModel, trade_date
+from .costs import CostModel, SameDay, trade_date
 
 __all__ = ["Book", "BookFill", "Working", "to_price", "trusted_bar"]
 
@@ -146,6 +148,7 @@ class Book:
     tags: dict[str, str | None] = field(default_factory=dict)
     fills: list[BookFill] = field(default_factory=list)
     delivery_sold: set[tuple[str, object]] = field(default_factory=set)
+    same_day: SameDay = field(default_factory=SameDay)
     order_times: list[datetime] = field(default_factory=list)
     _seq: int = 0
 
@@ -424,6 +427,10 @@ class Book:
         signed = quantity if order.side is Side.BUY else -quantity
         self.net[order.symbol] = self.net.get(order.symbol, 0) + signed
         self.cash += -signed * price - fees
+        if order.product is Product.CNC:
+            self.cash -= self.same_day.cash(
+                self.costs, order.symbol, order.id, order.side, quantity, price, at
+            )
         w.order = new
         self._record(new, event)
         self.fills.append(

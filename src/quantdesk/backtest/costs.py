@@ -3,8 +3,10 @@
 - ``india``: exactly what the OMS posts for a paper or live fill: each fill adds the order's
   cumulative charges minus those of its earlier fills (brokerage is per executed order), on the
   dated statutory schedule and the broker tariff, CNC as delivery and MIS as intraday; plus the
-  DP charge on a scrip's first delivery sell of the day. Exchanges the schedule does not cover
-  have no charges. Its per-side ``rate`` for sizing is 0.
+  DP charge on a scrip's first delivery sell of the day; plus, in cash, the adjustment that
+  recharges a CNC buy sold the same day as intraday (:class:`SameDay`, as
+  :mod:`quantdesk.orders.same_day` posts it). Exchanges the schedule does not cover have no
+  charges. Its per-side ``rate`` for sizing is 0.
 - ``bps:N``: N basis points of each fill's value, rounded to the paisa (half up), charged in
   cash at the fill; ``bps:0`` is no cost. Its per-side ``rate`` is N / 10,000.
 """
@@ -15,12 +17,13 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Final
+from typing import ClassVar, Final
 
 from quantdesk.core.charges import (
     PAISA,
     Charges,
     ChargesCalculator,
+    CncFill,
     Exchange,
     ExecutedOrder,
     default_calculator,
@@ -28,7 +31,15 @@ from quantdesk.core.charges import (
 )
 from quantdesk.core.orders import Order, Product, Side
 
-__all__ = ["BpsCosts", "CostModel", "Executed", "IndiaCosts", "parse_costs", "trade_date"]
+__all__ = [
+    "BpsCosts",
+    "CostModel",
+    "Executed",
+    "IndiaCosts",
+    "SameDay",
+    "parse_costs",
+    "trade_date",
+]
 
 _IST_OFFSET: Final = timedelta(hours=5, minutes=30)
 _BPS: Final = Decimal(10_000)
@@ -59,6 +70,7 @@ class CostModel:
 
     spec: str = ""
     rate: Decimal = Decimal(0)
+    same_day_rule: ClassVar[bool] = False  # recharges a CNC buy sold the same day (same_day)
 
     def fees(self, order: Order | Executed, quantity: int, price: Decimal, at: datetime) -> Charges:
         """Fees of filling ``quantity`` more of ``order`` (its state before the fill) at
@@ -67,6 +79,11 @@ class CostModel:
 
     def dp_charge(self, at: datetime) -> Charges:
         """The DP charge of a scrip's first delivery sell on ``at``'s day (none by default)."""
+        return Charges()
+
+    def same_day(self, symbol: str, day: date, fills: list[CncFill]) -> Charges:
+        """The adjustment recharging one scrip's CNC ``fills`` of ``day`` (in trading order)
+        with the same-day quantity as intraday (none by default)."""
         return Charges()
 
 
@@ -120,6 +137,57 @@ class IndiaCosts(CostModel):
 
     def dp_charge(self, at: datetime) -> Charges:
         return self.calculator.dp_charges(trade_date(at))
+
+    same_day_rule: ClassVar[bool] = True
+
+    def same_day(self, symbol: str, day: date, fills: list[CncFill]) -> Charges:
+        exchange = symbol.partition(":")[0]
+        if exchange not in Exchange.__members__:
+            return Charges()
+        return self.calculator.cnc_day(exchange, day, fills).adjustment
+
+
+@dataclass
+class SameDay:
+    """A CNC buy sold the same day is charged as intraday, in a backtest as in the OMS
+    (:mod:`quantdesk.orders.same_day`): fills are charged as delivery, and each CNC fill moves
+    cash by what the scrip's day adjustment changes (:meth:`ChargesCalculator.cnc_day`). Keeps
+    only each scrip's current day: a backtest's fills come in time order."""
+
+    days: dict[str, tuple[date, list[tuple[datetime, int, CncFill]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    taken: dict[str, Decimal] = dataclasses.field(default_factory=dict)  # once a sell traded
+
+    def cash(
+        self,
+        costs: CostModel,
+        symbol: str,
+        order_id: str,
+        side: Side,
+        quantity: int,
+        price: Decimal,
+        at: datetime,
+    ) -> Decimal:
+        """The cash one CNC fill's reclassification takes (negative: a refund)."""
+        if not costs.same_day_rule:
+            return Decimal(0)
+        day = trade_date(at)
+        current = self.days.get(symbol)
+        if current is None or current[0] != day:
+            current = (day, [])
+            self.days[symbol] = current
+            self.taken.pop(symbol, None)
+        fills = current[1]
+        # As the OMS orders them: by time, buys first at one instant, then as they came.
+        fills.append((at, 0 if side is Side.BUY else 1, CncFill(order_id, side, quantity, price)))
+        if side is Side.BUY and symbol not in self.taken:
+            return Decimal(0)  # nothing sold that day: nothing to reclassify
+        fills.sort(key=lambda f: (f[0], f[1]))
+        total = costs.same_day(symbol, day, [f[2] for f in fills]).total
+        before = self.taken.get(symbol, Decimal(0))
+        self.taken[symbol] = total
+        return total - before
 
 
 def parse_costs(text: str) -> CostModel:

@@ -34,7 +34,7 @@ from quantdesk.strategy.base import Strategy
 from quantdesk.strategy.context import BarArrays
 
 from .book import Book, BookFill, to_price
-from .costs import BpsCosts, Executed, trade_date
+from .costs import BpsCosts, Executed, SameDay, trade_date
 from .data import Dataset
 from .engine import EngineConfig, EngineRun, StrategyFailed
 
@@ -111,6 +111,7 @@ class _Loop:
         self.fills: list[BookFill] = []
         self.orders: list[tuple[str, int, Side, int, int, Decimal, OrderStatus, str]] = []
         self.sold_days: set[object] = set()
+        self.same_day = SameDay()
         self.present = data.present[symbol]
         self.opens = data.fields[symbol]["open"]
         self.closes = data.fields[symbol]["close"]
@@ -323,6 +324,7 @@ class _Loop:
                 fees = fees + costs.dp_charge(at)
         signed = quantity if side is Side.BUY else -quantity
         self.cash += -signed * price - fees.total
+        self.cash -= self.same_day.cash(costs, self.symbol, order_id, side, quantity, price, at)
         self.held += signed
         self.orders.append(
             (order_id, t, side, quantity, quantity, price * quantity, OrderStatus.FILLED, "")

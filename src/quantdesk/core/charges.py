@@ -22,11 +22,12 @@ How the OMS applies charges
 * The DP charge is per scrip per day with a delivery sell, however many sell orders: post
   ``calc.dp_charges(day)`` with the first delivery sell fill of a scrip on a day, never again
   that day (the OMS keeps that state, keyed by account, scrip and trade date).
-* A CNC buy sold the same day is charged as intraday. :func:`split_same_day` gives the day's
-  quantity that is intraday (min of bought and sold) and :func:`segment_for` the segment a
-  product's trade is charged under. A CNC order is charged as delivery when it fills; when a
-  same-day square-off turns part of it intraday, recompute that day's CNC orders with the
-  split and post the difference (it may be negative: a refund of delivery STT and stamp duty).
+* A CNC buy sold the same day is charged as intraday. A CNC order is charged as delivery when
+  it fills; :meth:`ChargesCalculator.cnc_day` charges one scrip's CNC fills of a day both ways
+  (each sell closes the day's earlier buys first, first bought first closed: that quantity is
+  intraday on both sides) and its ``adjustment`` is the difference to post (usually negative:
+  a refund of delivery STT, stamp duty and the DP charge, less intraday brokerage).
+  :func:`split_same_day` and :func:`segment_for` are the quantity and segment rules alone.
 * :meth:`ChargesCalculator.estimate` is the broker's calculator for a whole round trip (buy and
   sell of one quantity on one day); the three worked examples of the reference match it exactly.
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
@@ -63,6 +65,8 @@ __all__ = [
     "ChargesBreakdown",
     "ChargesCalculator",
     "ChargesError",
+    "CncDay",
+    "CncFill",
     "Exchange",
     "ExchangeRates",
     "ExecutedOrder",
@@ -79,6 +83,7 @@ __all__ = [
     "estimate",
     "india_schedule",
     "india_tariffs",
+    "match_same_day",
     "parse_price",
     "parse_schedule_file",
     "parse_trade_date",
@@ -160,6 +165,67 @@ def split_same_day(bought: int, sold: int) -> SameDaySplit:
             raise ChargesError(f"{name} must be a non-negative int, got {qty!r}", BAD_QUANTITY)
     matched = min(bought, sold)
     return SameDaySplit(matched, bought - matched, sold - matched)
+
+
+@dataclass(frozen=True, slots=True)
+class CncFill:
+    """One CNC fill of a scrip, for :meth:`ChargesCalculator.cnc_day`: the order it belongs to
+    (brokerage and rounding are per executed order), side, quantity and price."""
+
+    order_id: str
+    side: Side
+    quantity: int
+    price: Decimal
+
+    def __post_init__(self) -> None:
+        try:
+            side = Side(str(self.side).upper())
+        except ValueError as exc:
+            raise ChargesError(f"side must be BUY or SELL, got {self.side!r}", BAD_ORDER) from exc
+        object.__setattr__(self, "side", side)
+        check_quantity(self.quantity)
+        check_price(self.price)
+
+
+def match_same_day(fills: Sequence[CncFill]) -> list[int]:
+    """The intraday quantity of each of one scrip's CNC fills of one day, given in the order
+    they traded: each sell closes the quantity of the day's earlier buys still open, first
+    bought first closed, and what it closes is intraday on the sell and on those buys. A sell
+    with no same-day buy open sells holdings (delivery); a buy after it is a new holding."""
+    intraday = [0] * len(fills)
+    open_buys: deque[int] = deque()
+    for i, f in enumerate(fills):
+        if f.side is Side.BUY:
+            open_buys.append(i)
+            continue
+        want = f.quantity
+        while want and open_buys:
+            j = open_buys[0]
+            take = min(want, fills[j].quantity - intraday[j])
+            intraday[i] += take
+            intraday[j] += take
+            want -= take
+            if intraday[j] == fills[j].quantity:
+                open_buys.popleft()
+    return intraday
+
+
+@dataclass(frozen=True, slots=True)
+class CncDay:
+    """One scrip's CNC fills of one day charged two ways. ``delivery``: as the OMS charges each
+    fill when it happens (every order as delivery, the DP charge once if anything was sold).
+    ``reclassified``: the same-day quantity as intraday (each order's intraday and delivery
+    parts are two executed orders; the DP charge only if some sold quantity is delivery)."""
+
+    intraday_quantity: int
+    delivery: Charges
+    reclassified: Charges
+
+    @property
+    def adjustment(self) -> Charges:
+        """What to post on top of the fills' delivery charges; a negative component is a
+        refund."""
+        return self.reclassified - self.delivery
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -671,6 +737,44 @@ class ChargesCalculator:
     def dp_charges(self, trade_date: date) -> Charges:
         """The DP charge (GST included) of one scrip on a day with a delivery sell."""
         return Charges(dp_charge=self.tariff.rates_on(trade_date).dp_charge)
+
+    def cnc_day(
+        self, exchange: Exchange | str, trade_date: date, fills: Sequence[CncFill]
+    ) -> CncDay:
+        """One scrip's CNC ``fills`` of ``trade_date`` (in the order they traded) charged as
+        delivery and with the same-day quantity (:func:`match_same_day`) as intraday."""
+        exch = _exchange(exchange)
+        check_trade_date(trade_date)
+        intraday = match_same_day(fills)
+        # Per order (and side): [everything as delivery, the delivery part, the intraday part].
+        orders: dict[tuple[str, Side], list[ExecutedOrder]] = {}
+        sold = sold_delivery = False
+        segments = (Segment.EQUITY_DELIVERY, Segment.EQUITY_DELIVERY, Segment.EQUITY_INTRADAY)
+        for f, same_day in zip(fills, intraday, strict=True):
+            side = f.side
+            parts = orders.get((f.order_id, side))
+            if parts is None:
+                parts = [ExecutedOrder.start(seg, exch, side, trade_date) for seg in segments]
+                orders[(f.order_id, side)] = parts
+            parts[0] = parts[0].fill(f.price, f.quantity)
+            if f.quantity > same_day:
+                parts[1] = parts[1].fill(f.price, f.quantity - same_day)
+            if same_day:
+                parts[2] = parts[2].fill(f.price, same_day)
+            if side is Side.SELL:
+                sold = True
+                sold_delivery = sold_delivery or f.quantity > same_day
+        delivery = reclassified = Charges()
+        for whole, delivery_part, intraday_part in orders.values():
+            delivery += self.order_charges(whole)
+            reclassified += self.order_charges(delivery_part) + self.order_charges(intraday_part)
+        dp = self.dp_charges(trade_date)
+        if sold:
+            delivery += dp
+        if sold_delivery:
+            reclassified += dp
+        matched = sum(q for f, q in zip(fills, intraday, strict=True) if f.side is Side.SELL)
+        return CncDay(matched, delivery, reclassified)
 
 
 def _segment(value: Segment | str) -> Segment:

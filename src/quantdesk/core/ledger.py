@@ -12,6 +12,10 @@ Accounts are colon-separated names, owner first::
     fees:{component}          brokerage, exchange_charge, sebi_fee, dp_charge (core.charges)
     taxes:{component}         stt, ctt, stamp_duty, gst
 
+Charges are posted per fill (:func:`charges`); an ``ADJUSTMENT`` entry
+(:func:`charges_adjustment`) later corrects them in one entry, e.g. when a CNC buy sold the
+same day turns out to be intraday.
+
 Signs: a positive amount increases the account's balance as its owner sees it (a user's cash,
 fees collected); each entry's amounts sum to zero per currency. So the wallet reads directly off
 the balances: ``available = balance(user:cash)``, ``held = balance(user:held)``, ``total =
@@ -48,6 +52,7 @@ __all__ = [
     "balances",
     "charge_account",
     "charges",
+    "charges_adjustment",
     "deposit",
     "hold",
     "release",
@@ -106,6 +111,7 @@ class EntryKind(StrEnum):
     TRADE = "TRADE"
     FEE = "FEE"
     TAX = "TAX"
+    ADJUSTMENT = "ADJUSTMENT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +346,38 @@ def charges(
         postings = _transfer(user_cash(user_id), account, currency, amount)
         entries.append(JournalEntry(kind, postings, memo, ref))
     return entries
+
+
+def charges_adjustment(
+    user_id: object,
+    components: Mapping[str, Decimal],
+    currency: str,
+    *,
+    ref: str,
+    memo: str = "",
+) -> JournalEntry | None:
+    """ONE entry correcting charges already posted (a CNC same-day square-off recharged as
+    intraday): each non-zero component moves between its ``fees:x`` / ``taxes:x`` account and
+    the user's cash (positive: charged more; negative: refunded), the cash taking the net.
+    None when every component is zero."""
+    postings: list[Posting] = []
+    net = _ZERO
+    for component, amount in components.items():
+        account = charge_account(component)
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise InvalidInput(
+                ErrorCode.LEDGER_BAD_AMOUNT,
+                f"charge {component} must be a finite decimal",
+                {"component": component, "amount": str(amount)},
+            )
+        if amount != 0:
+            postings.append(Posting(account, currency, amount))
+            net += amount
+    if not postings:
+        return None
+    if net != 0:
+        postings.insert(0, Posting(user_cash(user_id), currency, -net))
+    return JournalEntry(EntryKind.ADJUSTMENT, tuple(postings), memo, ref)
 
 
 # --- balances -------------------------------------------------------------------------------

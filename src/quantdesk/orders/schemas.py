@@ -117,6 +117,11 @@ class OrderOut(BaseModel):
     filled_quantity: int
     average_price: str | None = Field(description="Volume-weighted mean fill price")
     status: OrderStatus
+    reason: str | None = Field(
+        description="Why the order is in its status: the reason of its last stored transition "
+        "(e.g. 'cancelled by user', 'margin shortfall: ...', 'kill switch: ...', 'risk halt: "
+        "...', 'MIS square-off', an expiry or the broker's rejection; 'accepted', 'filled' ...)"
+    )
     triggered: bool
     currency: str
     held_amount: str = Field(description="Cash still reserved for the order")
@@ -124,7 +129,9 @@ class OrderOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, o: OrderRow) -> OrderOut:
+    def of(cls, o: OrderRow, reason: str | None = None) -> OrderOut:
+        """``reason``: the last transition's (:mod:`quantdesk.orders.reasons`, or the event
+        just stored); every API response and stream frame passes it."""
         average = None
         if o.filled_quantity:
             average = (o.filled_value / o.filled_quantity).quantize(Decimal("0.0001"))
@@ -143,6 +150,7 @@ class OrderOut(BaseModel):
             filled_quantity=o.filled_quantity,
             average_price=price_str(average),
             status=OrderStatus(o.status),
+            reason=reason,
             triggered=o.triggered,
             currency=o.currency,
             held_amount=money_str(o.held_amount, o.currency),
@@ -213,7 +221,7 @@ class PositionOut(BaseModel):
     unrealised_pnl: str | None
     day_pnl: str | None = Field(
         description="Today's P&L, gross of fees: the change in value since the last close "
-        "(null in live updates and without a mark)"
+        "(null without a mark, or without a last close for a quantity carried in)"
     )
     margin: str = Field(description="Margin blocked for an open MIS position")
     updated_at: datetime

@@ -53,6 +53,7 @@ from quantdesk.market.calendars import CalendarRangeError, exchange_of, get_cale
 from quantdesk.market.models import Instrument
 from quantdesk.market.quotes import QuoteCache
 from quantdesk.observability import audit
+from quantdesk.orders import reasons, same_day
 from quantdesk.orders.models import OrderEventRow, OrderRow, PositionRow, TradeRow
 from quantdesk.orders.schemas import (
     MAX_ORDER_QUANTITY,
@@ -396,7 +397,7 @@ class Oms:
             await db.rollback()
             raise
         log.info("order_placed", order_id=row.id, user_id=user_id, symbol=row.symbol)
-        await self.publish(db, user_id, order=row, wallet=True)
+        await self.publish(db, user_id, order=row, wallet=True, reason=event.reason)
         return Placed(row, True)
 
     def _check_session(self, symbol: str, now: datetime) -> None:
@@ -631,7 +632,7 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row, wallet=True)
+        await self.publish(db, row.user_id, order=row, wallet=True, reason=event.reason)
         return row
 
     async def modify(
@@ -716,7 +717,7 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row, wallet=True)
+        await self.publish(db, row.user_id, order=row, wallet=True, reason=event.reason)
         return row
 
     # --- broker events ------------------------------------------------------------------------
@@ -733,7 +734,8 @@ class Oms:
         """Apply one broker fill in ONE transaction: order and its event, the trade, the
         position, the trade entry (releasing the hold for what the fill spent) and one entry
         per charge component (the order's cumulative charges minus those already posted, plus
-        the DP charge on a scrip's first delivery sell of the day).
+        the DP charge on a scrip's first delivery sell of the day); for a CNC fill, the
+        adjustment recharging the day's same-day square-off as intraday (:mod:`.same_day`).
         A ``broker_trade_id`` seen before changes nothing (``applied`` False); commits."""
         try:
             row = await self._locked(db, order_id, None)
@@ -785,20 +787,6 @@ class Oms:
                     memo=memo,
                 )
                 margin = position.margin
-            entries = [
-                *([] if trade_entry is None else [trade_entry]),
-                *ledger.charges(row.user_id, fees.as_dict(), row.currency, ref=row.id),
-            ]
-            held_change = sum(
-                (
-                    p.amount
-                    for e in entries
-                    for p in e.postings
-                    if p.account == ledger.user_held(row.user_id)
-                ),
-                _ZERO,
-            )
-            await wallet_service.post_many(db, entries, at=at)
             trade = TradeRow(
                 id=uuid.uuid4().hex,
                 order_id=row.id,
@@ -813,6 +801,21 @@ class Oms:
                 broker_trade_id=broker_trade_id,
                 at=at,
             )
+            entries = [
+                *([] if trade_entry is None else [trade_entry]),
+                *ledger.charges(row.user_id, fees.as_dict(), row.currency, ref=row.id),
+                *await same_day.adjustment(db, self.calculator, trade),
+            ]
+            held_change = sum(
+                (
+                    p.amount
+                    for e in entries
+                    for p in e.postings
+                    if p.account == ledger.user_held(row.user_id)
+                ),
+                _ZERO,
+            )
+            await wallet_service.post_many(db, entries, at=at)
             db.add(trade)
             position.quantity, position.open_cost = folded.quantity, folded.open_cost
             position.realised_pnl, position.fees = folded.realised_pnl, folded.fees
@@ -834,7 +837,15 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row, trade=trade, position=position, wallet=True)
+        await self.publish(
+            db,
+            row.user_id,
+            order=row,
+            trade=trade,
+            position=position,
+            wallet=True,
+            reason=event.reason,
+        )
         return Applied(True, new, trade)
 
     def _intraday_entry(
@@ -893,7 +904,7 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row)
+        await self.publish(db, row.user_id, order=row, reason=event.reason)
         return new
 
     # --- reads --------------------------------------------------------------------------------
@@ -910,21 +921,22 @@ class Oms:
         db: AsyncSession,
         user_id: int,
         *,
-        status: OrderStatus | None = None,
+        statuses: Sequence[OrderStatus] = (),
         symbol: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
-    ) -> tuple[list[OrderRow], str | None]:
-        """A user's orders, newest first; keyset pagination on (created_at, id)."""
-        q = select(OrderRow).where(OrderRow.user_id == user_id)
-        if status is not None:
-            q = q.where(OrderRow.status == status.value)
+    ) -> tuple[list[tuple[OrderRow, str | None]], str | None]:
+        """A user's orders with their last transition's reason, newest first, in any of
+        ``statuses`` (all when empty); keyset pagination on (created_at, id)."""
+        q = select(OrderRow, reasons.last_reason()).where(OrderRow.user_id == user_id)
+        if statuses:
+            q = q.where(OrderRow.status.in_(sorted({s.value for s in statuses})))
         if symbol:
             q = q.where(OrderRow.symbol == symbol.strip().upper())
         q = _after(q, OrderRow.created_at, OrderRow.id, cursor)
         q = q.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
-        rows = list((await db.execute(q)).scalars())
-        return _page(rows, limit, lambda r: (r.created_at, r.id))
+        rows = [(o, reason) for o, reason in (await db.execute(q)).all()]
+        return _page(rows, limit, lambda r: (r[0].created_at, r[0].id))
 
     async def list_trades(
         self,
@@ -955,7 +967,13 @@ class Oms:
             .where(PositionRow.user_id == user_id)
             .order_by(PositionRow.symbol, PositionRow.product)
         )
-        rows = list((await db.execute(q)).scalars())
+        return await self._views(db, user_id, list((await db.execute(q)).scalars()))
+
+    async def _views(
+        self, db: AsyncSession, user_id: int, rows: Sequence[PositionRow]
+    ) -> list[PositionView]:
+        """``rows`` (positions of ``user_id``) with their marks and day P&L: the one computation
+        behind the REST view and the WebSocket's position frames."""
         if not rows:
             return []
         symbols = sorted({r.symbol for r in rows})
@@ -965,7 +983,11 @@ class Oms:
         today: dict[tuple[str, str], list[Fill]] = {}
         trades = await db.execute(
             select(TradeRow)
-            .where(TradeRow.user_id == user_id, TradeRow.at >= start.astimezone(UTC))
+            .where(
+                TradeRow.user_id == user_id,
+                TradeRow.symbol.in_(symbols),
+                TradeRow.at >= start.astimezone(UTC),
+            )
             .order_by(TradeRow.at, TradeRow.id)
         )
         for t in trades.scalars():
@@ -1039,22 +1061,23 @@ class Oms:
         trade: TradeRow | None = None,
         position: PositionRow | None = None,
         wallet: bool = False,
+        reason: str | None = None,
     ) -> None:
         """Best effort, after the commit: a bus hiccup must not turn a done change into an
-        error."""
+        error. ``reason``: the order's last transition's."""
         if self.bus is None:
             return
         try:
             messages: list[tuple[str, dict[str, Any]]] = []
             if order is not None:
-                body = OrderOut.of(order).model_dump(mode="json")
+                body = OrderOut.of(order, reason and reason[:256]).model_dump(mode="json")
                 messages.append((user_channel(user_id, "orders"), {"type": "order", **body}))
             if trade is not None:
                 body = TradeOut.of(trade).model_dump(mode="json")
                 messages.append((user_channel(user_id, "trades"), {"type": "trade", **body}))
             if position is not None:
-                mark = (await self._marks(db, [position.symbol])).get(position.symbol)
-                body = PositionOut.of(position, mark, None).model_dump(mode="json")
+                (view,) = await self._views(db, user_id, [position])
+                body = PositionOut.of(view.row, view.mark, view.day_pnl).model_dump(mode="json")
                 messages.append((user_channel(user_id, "positions"), {"type": "position", **body}))
             if wallet:
                 body = WalletOut.of(user_id, await wallet_service.wallet(db, user_id)).model_dump(

@@ -174,9 +174,14 @@ async def test_the_dp_charge_is_posted_once_per_scrip_per_day_on_the_first_deliv
         before = (
             await db.execute(select(func.count()).where(PostingRow.account == "fees:dp_charge"))
         ).scalar_one()
-        await oms.place(db, uid, req(Side.BUY, 10, "1440.00", product=Product.CNC), actor=ACTOR)
-    await broker.reload()
-    await fill_at(broker, Clock(datetime.now(UTC)), "1439.90")
+        bought = await oms.place(
+            db, uid, req(Side.BUY, 10, "1440.00", product=Product.CNC), actor=ACTOR
+        )
+    # Bought the day before: today's sells are delivery (a same-day buy sold would be
+    # intraday, with no DP charge: test_cnc_same_day.py).
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    async with sessions() as db:
+        await oms.apply_fill(db, bought.order.id, 10, D("1440.00"), f"dp:{uid}", yesterday)
     now = datetime.now(UTC)
     dp = default_calculator().dp_charges(now.date()).total
     assert dp > 0
@@ -212,7 +217,7 @@ async def test_the_dp_charge_is_posted_once_per_scrip_per_day_on_the_first_deliv
     assert all(r.status == OrderStatus.FILLED and r.held_amount == 0 for r in rows)
     async with sessions() as db:
         wallet = (await wallet_service.wallet(db, uid))["INR"]
-    buy = ExecutedOrder.start(Segment.EQUITY_DELIVERY, "NSE", Side.BUY, now.date()).fill(
+    buy = ExecutedOrder.start(Segment.EQUITY_DELIVERY, "NSE", Side.BUY, yesterday.date()).fill(
         D("1440.00"), 10
     )
     expected = D(100000) - calc.order_charges(buy).total - 2 * calc.order_charges(sell).total - dp

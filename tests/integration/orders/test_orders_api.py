@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quantdesk.api import create_app
@@ -468,6 +468,77 @@ async def test_orders_list_filters_by_status_and_pages_with_a_cursor(
     assert {o["id"] for o in open_only["items"]} == {ids[1], ids[2]}
     bad = await client.get(ORDERS, params={"cursor": "nonsense"}, headers=trader.headers)
     assert bad.status_code == 422
+
+
+async def test_orders_list_filters_by_several_statuses_and_names_an_unknown_one(
+    client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser
+) -> None:
+    await fund(client, admin, trader, "100000")
+    ids = [(await place(client, trader, limit_buy(1)))["id"] for _ in range(3)]
+    await client.delete(f"{ORDERS}/{ids[0]}", headers=trader.headers)
+
+    async def listed(query: str) -> set[object]:
+        r = await client.get(f"{ORDERS}?{query}", headers=trader.headers)
+        assert r.status_code == 200, r.text
+        return {o["id"] for o in r.json()["items"]}
+
+    assert await listed("status=OPEN&status=CANCELLED") == set(ids)
+    assert await listed("status=CANCELLED&status=FILLED") == {ids[0]}
+    assert await listed("status=FILLED&status=EXPIRED") == set()
+    assert await listed("status=OPEN&status=OPEN") == {ids[1], ids[2]}
+    assert await listed("") == set(ids)
+    bad = await client.get(f"{ORDERS}?status=OPEN&status=SHIPPED", headers=trader.headers)
+    assert bad.status_code == 422
+    error = bad.json()["error"]
+    assert error["code"] == "ORDER_BAD_STATUS" and "'SHIPPED'" in error["message"]
+    assert error["details"]["status"] == "SHIPPED"
+    assert "CANCELLED" in error["details"]["allowed"]
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    [param] = [
+        p for p in spec["paths"]["/api/v1/orders"]["get"]["parameters"] if p["name"] == "status"
+    ]
+    assert param["schema"]["type"] == "array"
+    assert param["schema"]["items"] == {"$ref": "#/components/schemas/OrderStatus"}
+
+
+async def test_an_order_carries_its_last_transitions_reason_without_a_query_per_order(
+    client: httpx.AsyncClient, admin: AuthedUser, trader: AuthedUser, app: FastAPI
+) -> None:
+    await fund(client, admin, trader, "100000")
+    placed = [await place(client, trader, limit_buy(1)) for _ in range(3)]
+    assert {o["reason"] for o in placed} == {"accepted"}
+    again = await place(
+        client, trader, {**limit_buy(1), "client_order_id": placed[0]["client_order_id"]}, 200
+    )
+    assert again["reason"] == "accepted"
+    r = await client.patch(
+        f"{ORDERS}/{placed[1]['id']}", json={"quantity": 2}, headers=trader.headers
+    )
+    assert r.json()["reason"] == "modified"
+    r = await client.delete(f"{ORDERS}/{placed[2]['id']}", headers=trader.headers)
+    assert (r.json()["status"], r.json()["reason"]) == ("CANCELLED", "cancelled by user")
+
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = app.state.qd.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        page = (await client.get(ORDERS, headers=trader.headers)).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    reasons = {o["id"]: o["reason"] for o in page["items"]}
+    assert reasons == {
+        placed[0]["id"]: "accepted",
+        placed[1]["id"]: "modified",
+        placed[2]["id"]: "cancelled by user",
+    }
+    # The reasons come with the page: one statement reads order_events, not one per order.
+    assert sum("order_events" in s for s in statements) == 1
+    detail = await get_order(client, trader, placed[2]["id"])
+    assert detail["reason"] == detail["events"][-1]["reason"] == "cancelled by user"
 
 
 async def test_every_transition_is_stored_with_time_and_reason(

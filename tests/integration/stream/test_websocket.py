@@ -172,6 +172,59 @@ async def test_an_order_and_its_fill_reach_the_owners_orders_trades_positions_an
             await ws.close()
 
 
+async def test_position_and_order_frames_carry_day_pnl_and_reason_as_the_rest_views_do(
+    live_server: LiveServer, trader: AuthedUser, admin: AuthedUser
+) -> None:
+    async with live_server() as (url, app):
+        async with create_sessionmaker(app.state.qd.engine)() as db:
+            await seed_demo_universe(db)
+        http = url.replace("ws://", "http://").removesuffix("/ws")
+        async with httpx.AsyncClient(base_url=http) as client:
+            r = await client.post(
+                f"/admin/users/{trader.id}/deposits",
+                json={"amount": "100000"},
+                headers=admin.headers,
+            )
+            assert r.status_code == 201, r.text
+            ws = await connect(url, trader)
+            await ws.send(json.dumps({"op": "subscribe", "channels": ["orders", "positions"]}))
+            await recv_type(ws, "subscribed")
+            body = {
+                "symbol": "NSE:INFY",
+                "side": "BUY",
+                "quantity": 3,
+                "order_type": "LIMIT",
+                "limit_price": "1440.00",
+                "product": "CNC",
+            }
+            r = await client.post("/orders", json=body, headers=trader.headers)
+            assert r.status_code == 201, r.text
+            assert (await recv_type(ws, "order"))["data"]["reason"] == "accepted"
+            await app.state.qd.extras["bus"].publish(
+                "quotes:NSE:INFY", quote("NSE:INFY", "1439.90")
+            )
+            msg = await recv(ws, wait=10)
+            while msg["type"] != "position":  # the fill's order frame comes first
+                assert msg["type"] in ("order", "heartbeat"), msg
+                msg = await recv(ws, wait=10)
+            frame = msg["data"]
+            rest = (await client.get("/positions", headers=trader.headers)).json()
+            [view] = [p for p in rest if (p["symbol"], p["product"]) == ("NSE:INFY", "CNC")]
+            # Bought today at 1440.00, marked at the last close 1441.80: 3 x 1.80.
+            assert frame["day_pnl"] == view["day_pnl"] == "5.40"
+            assert frame == {"type": "position", **view}
+
+            r = await client.post("/orders", json=body, headers=trader.headers)
+            order_id = r.json()["id"]
+            assert (await recv_type(ws, "order"))["data"]["id"] == order_id
+            await client.delete(f"/orders/{order_id}", headers=trader.headers)
+            cancelled = (await recv_type(ws, "order"))["data"]
+            one = (await client.get(f"/orders/{order_id}", headers=trader.headers)).json()
+            assert cancelled["status"] == one["status"] == "CANCELLED"
+            assert cancelled["reason"] == one["reason"] == "cancelled by user"
+            await ws.close()
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
@@ -207,16 +260,17 @@ async def test_connection_closes_when_its_token_expires(
     claims = decode_access_token(
         trader.access_token, key=JWT_SECRET, algorithm="HS256", issuer="quantdesk"
     )
-    short, _ = encode_access_token(
-        user_id=trader.id,
-        role="trader",
-        session_id=claims.session_id,
-        key=JWT_SECRET,
-        algorithm="HS256",
-        issuer="quantdesk",
-        ttl=timedelta(seconds=3),
-    )
     async with live_server(ws_heartbeat_seconds=0.2) as (url, _):
+        # Minted once the server is up: a slow start must not spend the token's 3 seconds.
+        short, _ = encode_access_token(
+            user_id=trader.id,
+            role="trader",
+            session_id=claims.session_id,
+            key=JWT_SECRET,
+            algorithm="HS256",
+            issuer="quantdesk",
+            ttl=timedelta(seconds=3),
+        )
         ws = await websockets.connect(f"{url}?token={short}")
         assert (await recv(ws))["type"] == "welcome"
         err = await recv_type(ws, "error", wait=10)

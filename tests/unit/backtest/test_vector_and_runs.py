@@ -13,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from quantdesk.backtest.costs import trade_date
 from quantdesk.backtest.data import load_dataset
 from quantdesk.backtest.engine import EventEngine
 from quantdesk.backtest.runner import BacktestRequest, run_backtest
 from quantdesk.backtest.vector import run_vector
+from quantdesk.core.charges import CncFill, default_calculator
 from quantdesk.core.positions import Fill, rebuild
 from quantdesk.market.store import BarStore
 from quantdesk.market.synthetic import generate_bars
@@ -61,6 +63,41 @@ def test_vector_and_event_give_the_same_fills_on_minute_bars(
     assert len(event.book.fills) > 10
     assert _fills(event) == _fills(vector)
     assert event.book.cash == vector.book.cash
+
+
+@pytest.fixture(scope="module")
+def dated_store(tmp_path_factory: pytest.TempPathFactory) -> BarStore:
+    """Minute bars on dates the shipped charges schedule covers (from 2024-10-01)."""
+    store = BarStore(tmp_path_factory.mktemp("dated"))
+    store.write(SYM, generate_bars(SYM, date(2025, 1, 1), date(2025, 1, 31), seed=5), "1m")
+    return store
+
+
+def test_vector_and_event_recharge_a_cnc_buy_sold_the_same_day_as_intraday(
+    dated_store: BarStore,
+) -> None:
+    data = load_dataset(dated_store, [SYM], "5m", date(2025, 1, 1), date(2025, 1, 31))
+    cfg = with_specs(config("india", slippage_ticks=1), data)
+    params = {"fast": 3, "slow": 7}
+    event = EventEngine(SmaCross(params), data, cfg).run()
+    vector = run_vector(SmaCross(params), data, cfg)
+    assert _fills(event) == _fills(vector)
+    assert event.book.cash == vector.book.cash
+    # The fills carry their delivery charges; the cash also took each day's adjustment (the
+    # same-day quantity recharged as intraday, as the OMS posts it).
+    calc = default_calculator()
+    days: dict[date, list[CncFill]] = {}
+    for f in event.book.fills:
+        days.setdefault(trade_date(f.time), []).append(
+            CncFill(f.order_id, f.side, f.quantity, f.price)
+        )
+    adjustment = sum(
+        (calc.cnc_day("NSE", d, fs).adjustment.total for d, fs in days.items()), Decimal(0)
+    )
+    assert adjustment < 0  # the strategy trades in and out within days: refunds
+    gross = sum((-f.signed_quantity * f.price for f in event.book.fills), Decimal(0))
+    fees = sum((f.fees for f in event.book.fills), Decimal(0))
+    assert event.book.cash == Decimal(1_000_000) + gross - fees - adjustment
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/market is not present")

@@ -21,6 +21,7 @@ from quantdesk.core.charges import (
     ChargesCalculator,
     ChargeSchedule,
     ChargesError,
+    CncFill,
     Exchange,
     ExecutedOrder,
     Segment,
@@ -29,6 +30,7 @@ from quantdesk.core.charges import (
     estimate,
     india_schedule,
     india_tariffs,
+    match_same_day,
     parse_price,
     parse_schedule_file,
     parse_trade_date,
@@ -401,6 +403,141 @@ def test_same_day_split_charges_the_matched_quantity_as_intraday(bought: int, so
 def test_same_day_split_refuses_negative_quantities() -> None:
     with pytest.raises(ChargesError):
         split_same_day(-1, 5)
+
+
+# --- a CNC buy sold the same day --------------------------------------------------------------
+
+
+def buy_(qty: int, px: str, order: str = "b") -> CncFill:
+    return CncFill(order, Side.BUY, qty, D(px))
+
+
+def sell_(qty: int, px: str, order: str = "s") -> CncFill:
+    return CncFill(order, Side.SELL, qty, D(px))
+
+
+def test_a_cnc_round_trip_of_one_day_is_recharged_as_intraday_worked_example() -> None:
+    # Buy 100 @ 500.00 and sell 100 @ 505.00 under CNC on one day (NSE): turnover 50,000 and
+    # 50,500. By hand, each order rounded on its own (STT and stamp duty to the rupee, the
+    # rest to the paisa, half up; GST on the rounded brokerage + exchange charge + SEBI fee):
+    #   as delivery   buy: STT 50, exchange 1.535 -> 1.54, SEBI 0.05, stamp 7.5 -> 8,
+    #                      GST 18% x 1.59 = 0.2862 -> 0.29                      = 59.88
+    #                 sell: STT 50.5 -> 51, exchange 1.55035 -> 1.55, SEBI 0.05,
+    #                      GST 18% x 1.60 = 0.288 -> 0.29, DP 15.34             = 68.23
+    #   as intraday   buy: brokerage 15.00, exchange 1.54, SEBI 0.05, stamp 1.5 -> 2,
+    #                      GST 18% x 16.59 = 2.9862 -> 2.99                     = 21.58
+    #                 sell: brokerage 15.15, STT 12.625 -> 13, exchange 1.55, SEBI 0.05,
+    #                      GST 18% x 16.75 = 3.015 -> 3.02                      = 32.77
+    #   adjustment 54.35 - 128.11 = -73.76: brokerage +30.15, STT 13 - 101 = -88, stamp 2 - 8
+    #   = -6, GST 6.01 - 0.58 = +5.43, DP -15.34; exchange charge and SEBI fee unchanged.
+    day = default_calculator().cnc_day(NSE, DAY, [buy_(100, "500.00"), sell_(100, "505.00")])
+    assert day.intraday_quantity == 100
+    assert day.delivery == Charges(
+        D("0.00"), D("101"), D("3.09"), D("0.10"), D("8"), D("0.58"), D("15.34")
+    )
+    assert day.delivery.total == D("128.11")
+    assert day.reclassified == Charges(D("30.15"), D("13"), D("3.09"), D("0.10"), D("2"), D("6.01"))
+    assert day.reclassified.total == D("54.35")
+    assert day.adjustment.as_dict() == {
+        "brokerage": D("30.15"),
+        "stt": D("-88"),
+        "exchange_charge": D("0"),
+        "sebi_fee": D("0"),
+        "stamp_duty": D("-6"),
+        "gst": D("5.43"),
+        "dp_charge": D("-15.34"),
+    }
+    # The round-trip calculator rounds GST once for both sides (6.00, not 3.02 + 2.99).
+    assert estimate(INTRADAY, NSE, D("500"), D("505"), 100, DAY).total == D("54.34")
+
+
+def test_each_sell_closes_the_days_earlier_buys_first_bought_first_closed() -> None:
+    fills = [
+        sell_(5, "100", "s0"),  # before any buy of the day: sells holdings
+        buy_(10, "100", "b1"),
+        buy_(10, "101", "b2"),
+        sell_(15, "102", "s1"),  # closes b1, then half of b2
+        buy_(4, "103", "b3"),
+        sell_(10, "104", "s2"),  # closes the rest of b2 and b3; 1 from holdings
+    ]
+    assert match_same_day(fills) == [0, 10, 10, 15, 4, 9]
+
+
+def test_a_day_without_a_same_day_square_off_needs_no_adjustment() -> None:
+    calc = default_calculator()
+    for fills in (
+        [buy_(10, "100"), buy_(5, "101", "b2")],
+        [sell_(10, "100")],
+        [sell_(10, "100"), buy_(10, "99")],  # sold holdings, then bought anew
+    ):
+        day = calc.cnc_day(NSE, DAY, fills)
+        assert day.intraday_quantity == 0
+        assert day.reclassified == day.delivery
+        assert day.adjustment.total == 0
+
+
+def test_a_part_sold_from_holdings_keeps_delivery_charges_and_the_dp_charge() -> None:
+    calc = default_calculator()
+    day = calc.cnc_day(NSE, DAY, [buy_(100, "400.00"), sell_(120, "404.00")])
+    assert day.intraday_quantity == 100
+    assert day.reclassified.dp_charge == day.delivery.dp_charge == calc.dp_charges(DAY).total
+    start = ExecutedOrder.start
+    intraday_sell = start(INTRADAY, NSE, Side.SELL, DAY).fill(D("404.00"), 100)
+    delivery_sell = start(DELIVERY, NSE, Side.SELL, DAY).fill(D("404.00"), 20)
+    intraday_buy = start(INTRADAY, NSE, Side.BUY, DAY).fill(D("400.00"), 100)
+    assert day.reclassified == (
+        calc.order_charges(intraday_buy)
+        + calc.order_charges(intraday_sell)
+        + calc.order_charges(delivery_sell)
+        + calc.dp_charges(DAY)
+    )
+
+
+ROUND_TRIP = st.lists(
+    st.tuples(
+        st.integers(1, 5000),
+        st.integers(1, 200000),
+        st.integers(1, 200000),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(ROUND_TRIP, st.sampled_from(list(Exchange)))
+def test_a_full_same_day_round_trip_costs_exactly_the_intraday_orders(
+    lots: list[tuple[int, int, int, bool]], exchange: Exchange
+) -> None:
+    # Lots bought then sold (each sell possibly in two fills of one order): every share is
+    # intraday, so the day costs what the same orders cost as MIS, and the adjustment is the
+    # difference to the delivery charges already posted.
+    calc = default_calculator()
+    fills: list[CncFill] = []
+    expected = Charges()
+    for n, (qty, buy_paise, sell_paise, split) in enumerate(lots):
+        bp, sp = D(buy_paise) / 100, D(sell_paise) / 100
+        fills.append(CncFill(f"b{n}", Side.BUY, qty, bp))
+        parts = [qty // 2, qty - qty // 2] if split and qty > 1 else [qty]
+        fills += [CncFill(f"s{n}", Side.SELL, part, sp) for part in parts]
+        for side, px in ((Side.BUY, bp), (Side.SELL, sp)):
+            expected += calc.order_charges(
+                ExecutedOrder.start(INTRADAY, exchange, side, DAY).fill(px, qty)
+            )
+    day = calc.cnc_day(exchange, DAY, fills)
+    assert day.intraday_quantity == sum(q for q, *_ in lots)
+    assert day.reclassified == expected
+    assert day.delivery + day.adjustment == expected
+
+
+def test_a_bad_cnc_fill_is_refused() -> None:
+    with pytest.raises(ChargesError):
+        CncFill("o", "HOLD", 1, D("1"))  # type: ignore[arg-type]
+    with pytest.raises(ChargesError):
+        CncFill("o", Side.BUY, 0, D("1"))
+    with pytest.raises(ChargesError):
+        CncFill("o", Side.BUY, 1, D("-1"))
+    assert CncFill("o", "sell", 1, D("1")).side is Side.SELL  # type: ignore[arg-type]
 
 
 # --- validation -------------------------------------------------------------------------------

@@ -129,6 +129,37 @@ def test_a_negative_charge_is_a_refund_back_to_cash() -> None:
     assert (b[("user:7:cash", INR)], b[("taxes:stt", INR)]) == (D("100"), D("-100"))
 
 
+def test_a_charges_adjustment_is_one_balanced_entry_with_the_net_on_cash() -> None:
+    entry = lg.charges_adjustment(
+        U,
+        {
+            "brokerage": D("30.15"),
+            "stt": D("-88"),
+            "exchange_charge": D(0),
+            "dp_charge": D("-15.34"),
+        },
+        INR,
+        ref="cnc-same-day:7:NSE:INFY:2026-11-25",
+        memo="recharged as intraday",
+    )
+    assert entry is not None and entry.kind is EntryKind.ADJUSTMENT
+    assert [(p.account, p.amount) for p in entry.postings] == [
+        ("user:7:cash", D("73.19")),
+        ("fees:brokerage", D("30.15")),
+        ("taxes:stt", D("-88")),
+        ("fees:dp_charge", D("-15.34")),
+    ]
+    assert lg.charges_adjustment(U, {"stt": D(0), "gst": D(0)}, INR, ref="r") is None
+    # Components that cancel out move between the charge accounts only.
+    netted = lg.charges_adjustment(U, {"brokerage": D("5"), "stt": D("-5")}, INR, ref="r")
+    assert netted is not None and {p.account for p in netted.postings} == {
+        "fees:brokerage",
+        "taxes:stt",
+    }
+    with pytest.raises(InvalidInput):
+        lg.charges_adjustment(U, {"stt": D("NaN")}, INR, ref="r")
+
+
 def test_charges_post_every_component_of_the_charges_calculator() -> None:
     amounts = Charges(*(D(i + 1) for i in range(len(COMPONENTS))))
     entries = lg.charges(U, amounts.as_dict(), INR, ref="t1")
