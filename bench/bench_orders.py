@@ -1,7 +1,8 @@
 """Orders per second end to end over HTTP on PostgreSQL, beside pgbench on the same machine.
 
     .venv/bin/python bench/bench_orders.py [--orders 1000] [--concurrency 32] [--users 8]
-        [--rate ORDERS_PER_S] [--feed-interval 0.02] [--pgbench-seconds 15]
+        [--rate ORDERS_PER_S] [--baskets 5] [--basket-size 50] [--feed-interval 0.02]
+        [--pgbench-seconds 15]
         [--pgbench-scale 10] [--profile server.prof] [--server-prefix CMD] [--json]
 
 What it does, all in one run (one and a half minutes or so with the defaults):
@@ -28,7 +29,10 @@ What it does, all in one run (one and a half minutes or so with the defaults):
    ``--stall-timeout`` seconds after the last one are reported as never terminal (an engine
    that lost them), not waited for. ``--rate`` offers a fixed load instead of back-to-back
    requests, to find the rate the engine keeps up with.
-6. Drops the database, then runs pgbench (TPC-B-like) on a scratch database with the same
+6. Then sends ``--baskets`` baskets (default 5) of ``--basket-size`` market buys (default 50)
+   through ``POST /orders/batch``, one after the other, and times each from the POST to the
+   answer and to its last order's terminal WebSocket event.
+7. Drops the database, then runs pgbench (TPC-B-like) on a scratch database with the same
    client count (``pgbench -i -s 10``, then ``pgbench -c <concurrency> -j 2 -T 15``) and prints
    its tps beside ours.
 """
@@ -617,6 +621,7 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
             t_end = await wait_ended(ended, ids, args.fill_timeout, args.stall_timeout)
             cpu = await meter.stop()
             counts1 = await server.counts()
+            baskets = await run_baskets(c, traders, ended, args.baskets, args.basket_size)
             for task in followers:
                 task.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
@@ -677,6 +682,49 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
         "db_statuses": statuses,
         "server_warnings": len(warnings),
         "server_warning_samples": warnings[:5],
+        "baskets": baskets,
+    }
+
+
+async def run_baskets(
+    c: httpx.AsyncClient, traders: list[Trader], ended: Ended, count: int, size: int
+) -> dict[str, Any]:
+    """``count`` baskets of ``size`` market buys through ``POST /orders/batch``, one after the
+    other (each from the next trader): the time to the answer and to the last order's terminal
+    WebSocket event."""
+    answered, filled, accepted = [], [], 0
+    for k in range(count):
+        t = traders[k % len(traders)]
+        orders = [
+            {
+                "client_order_id": f"basket{k}-{i}",
+                "symbol": SYMBOL,
+                "side": "BUY",
+                "quantity": 1,
+                "order_type": "MARKET",
+                "product": "CNC",
+            }
+            for i in range(size)
+        ]
+        t0 = time.perf_counter()
+        r = await c.post("/api/v1/orders/batch", json={"orders": orders}, headers=t.headers)
+        answered.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            raise RuntimeError(f"basket refused: {r.status_code} {r.text[:200]}")
+        ids = [x["order"]["id"] for x in r.json()["results"] if x["order"]]
+        accepted += len(ids)
+        await wait_ended(ended, ids, 60, 30)
+        if not all(i in ended.at for i in ids):
+            raise RuntimeError(f"basket {k}: orders without a terminal event")
+        filled.append((max(ended.at[i][0] for i in ids) - t0) * 1000)
+    return {
+        "count": count,
+        "size": size,
+        "accepted": accepted,
+        "answer_p50_ms": statistics.median(answered) if answered else float("nan"),
+        "answer_max_ms": max(answered, default=float("nan")),
+        "filled_p50_ms": statistics.median(filled) if filled else float("nan"),
+        "filled_max_ms": max(filled, default=float("nan")),
     }
 
 
@@ -775,6 +823,10 @@ def show(result: dict[str, Any], console: Console) -> None:
         ("orders placed AND filled per second", f"[bold]{o['filled_per_s']:.0f}[/]"),
         ("POST /orders latency p50 / p99", f"{o['place_p50_ms']:.1f} / {o['place_p99_ms']:.1f} ms"),
         ("POST -> FILLED latency p50 / p99", f"{o['fill_p50_ms']:.1f} / {o['fill_p99_ms']:.1f} ms"),
+        ("POST /orders/batch of " + str(o["baskets"]["size"]) + ": answered p50 / max",
+         f"{o['baskets']['answer_p50_ms']:.0f} / {o['baskets']['answer_max_ms']:.0f} ms"),
+        ("... and every order FILLED p50 / max",
+         f"{o['baskets']['filled_p50_ms']:.0f} / {o['baskets']['filled_max_ms']:.0f} ms"),
         ("pgbench TPC-B tps (same clients)", f"{p['tps']:.0f}"),
         ("orders/s / pgbench tps", f"{o['filled_per_s'] / p['tps']:.3f}"),
         ("our PG transactions/s", f"{o['pg_xacts_per_s']:.0f}"),
@@ -880,6 +932,8 @@ def main() -> None:
         default=10.0,
         help="stop waiting for fills after this many seconds without one",
     )
+    ap.add_argument("--baskets", type=int, default=5, help="POST /orders/batch baskets after")
+    ap.add_argument("--basket-size", type=int, default=50, help="orders per basket (<= 100)")
     ap.add_argument("--pgbench-seconds", type=int, default=15)
     ap.add_argument("--pgbench-scale", type=int, default=10)
     ap.add_argument("--profile", metavar="FILE", help="cProfile the server into FILE")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from starlette.convertors import Convertor, register_url_convertor
 
 from quantdesk.api.deps import (
     CurrentUser,
@@ -19,7 +20,17 @@ from quantdesk.api.types import NO_NUL
 from quantdesk.auth.models import User
 from quantdesk.auth.roles import Role
 from quantdesk.core.orders import OrderStatus
+from quantdesk.errors import ValidationFailed
 from quantdesk.openapi import error_responses
+from quantdesk.orders.batch import (
+    MAX_BATCH,
+    BatchIn,
+    BatchOrderIn,
+    BatchOut,
+    check_batch,
+    place_each,
+)
+from quantdesk.orders.reasons import last_reason_of
 from quantdesk.orders.schemas import (
     CURSOR,
     ORDER_ID,
@@ -37,6 +48,23 @@ from quantdesk.orders.service import ModifyRequest, Oms, PlaceRequest
 from quantdesk.risk.service import RiskGate
 
 router = APIRouter(tags=["orders"])
+
+
+class _OrderIdConvertor(Convertor[str]):
+    """``{order_id:order_id}``: only an order id (32 hex digits) is routed to an order, so
+    ``/orders/batch`` is never taken for one (``GET /orders/batch`` is a 405 naming POST, not
+    a malformed id; a path that is no order id is a 404)."""
+
+    regex = "[0-9a-f]{32}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("order_id", _OrderIdConvertor())
 
 
 def get_oms(state: StateDep) -> Oms:
@@ -116,7 +144,23 @@ async def place_order(
     )
     if not placed.created:
         response.status_code = status.HTTP_200_OK
-    return OrderOut.of(placed.order)
+    return OrderOut.of(placed.order, await last_reason_of(db, placed.order.id))
+
+
+def _statuses(values: list[str]) -> list[OrderStatus]:
+    """The ``status`` query values as statuses; an unknown one is a 422 that names it."""
+    out = []
+    for value in values:
+        try:
+            out.append(OrderStatus(value))
+        except ValueError:
+            allowed = [s.value for s in OrderStatus]
+            raise ValidationFailed(
+                f"Unknown order status {value[:32]!r}; use any of {', '.join(allowed)}.",
+                code="ORDER_BAD_STATUS",
+                details={"parameter": "status", "status": value[:32], "allowed": allowed},
+            ) from None
+    return out
 
 
 @router.get(
@@ -124,25 +168,44 @@ async def place_order(
     response_model=OrderPageOut,
     responses=error_responses(401, 403, 422),
     summary="Your orders, newest first (cursor pagination)",
+    description="Filter by one or more statuses by repeating the parameter "
+    "(`?status=FILLED&status=CANCELLED`). Errors: ORDER_BAD_STATUS (422, an unknown status, "
+    "named in the message and details).",
 )
 async def list_orders(
     db: SessionDep,
     user: CurrentUser,
     oms: OmsDep,
-    status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    status_: Annotated[
+        list[str],
+        Query(
+            alias="status",
+            default_factory=list,
+            max_length=len(OrderStatus),
+            description="Statuses to list (any of them); repeat for several. Default: all.",
+            # Validated by _statuses (so an unknown value is named); documented as the enum.
+            json_schema_extra={"items": {"$ref": "#/components/schemas/OrderStatus"}},
+        ),
+    ],
     symbol: Symbol = None,
     user_id: OtherUserId = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> OrderPageOut:
     rows, next_cursor = await oms.list_orders(
-        db, _whose(user, user_id), status=status_, symbol=symbol, cursor=cursor, limit=limit
+        db,
+        _whose(user, user_id),
+        statuses=_statuses(status_),
+        symbol=symbol,
+        cursor=cursor,
+        limit=limit,
     )
-    return OrderPageOut(items=[OrderOut.of(r) for r in rows], next_cursor=next_cursor)
+    items = [OrderOut.of(row, reason) for row, reason in rows]
+    return OrderPageOut(items=items, next_cursor=next_cursor)
 
 
 @router.get(
-    "/orders/{order_id}",
+    "/orders/{order_id:order_id}",
     response_model=OrderDetailOut,
     responses=error_responses(401, 403, 404, 422),
     summary="One order with its stored transitions",
@@ -152,13 +215,14 @@ async def get_order(
 ) -> OrderDetailOut:
     row = await oms.get(db, order_id, _owner(user))
     events = await oms.events(db, row.id)
+    reason = events[-1].reason if events else None
     return OrderDetailOut(
-        **OrderOut.of(row).model_dump(), events=[OrderEventOut.of(e) for e in events]
+        **OrderOut.of(row, reason).model_dump(), events=[OrderEventOut.of(e) for e in events]
     )
 
 
 @router.patch(
-    "/orders/{order_id}",
+    "/orders/{order_id:order_id}",
     response_model=OrderOut,
     responses=error_responses(400, 401, 403, 404, 409, 422),
     summary="Change a live order's quantity or prices (the hold follows exactly)",
@@ -181,11 +245,11 @@ async def modify_order(
         owner_id=_owner(user),
         actor=user_actor(request, user),
     )
-    return OrderOut.of(row)
+    return OrderOut.of(row, await last_reason_of(db, row.id))
 
 
 @router.delete(
-    "/orders/{order_id}",
+    "/orders/{order_id:order_id}",
     response_model=OrderOut,
     responses=error_responses(401, 403, 404, 409, 422),
     summary="Cancel a live order; what it still holds is released",
@@ -195,7 +259,7 @@ async def cancel_order(
     order_id: OrderId, request: Request, db: SessionDep, user: TraderUser, oms: OmsDep
 ) -> OrderOut:
     row = await oms.cancel(db, order_id, owner_id=_owner(user), actor=user_actor(request, user))
-    return OrderOut.of(row)
+    return OrderOut.of(row, await last_reason_of(db, row.id))
 
 
 @router.get(
@@ -236,3 +300,53 @@ async def list_positions(
 ) -> list[PositionOut]:
     views = await oms.positions(db, _whose(user, user_id))
     return [PositionOut.of(v.row, v.mark, v.day_pnl) for v in views]
+
+
+@router.post(
+    "/orders/batch",
+    response_model=BatchOut,
+    responses=error_responses(400, 401, 403, 422),
+    summary=f"Place a basket of up to {MAX_BATCH} orders; one result per order, in order",
+    description='`{"orders": [...]}`: each order as `POST /orders` takes it, with its own '
+    "`client_order_id` (required; resubmitting the basket returns the originals) and, for an "
+    "admin, an optional `user_id` (one account per batch). Each order is placed as `POST "
+    "/orders` places it, one after the other; one order's rejection never blocks the rest: "
+    "`results[i]` is the accepted order (`status: accepted`, `created` false for a client id "
+    "seen before) or its rejection (`status: rejected`, `error.code` and `error.status` as "
+    "`POST /orders` answers them; a rejected order is not stored and holds nothing). The batch "
+    "is refused as a whole, placing nothing, with `details.index` naming the offending order: "
+    "ORDER_BATCH_TOO_LARGE, ORDER_BATCH_DUPLICATE_CLIENT_ID, ORDER_BATCH_MIXED_OWNERS, "
+    "ORDER_BATCH_EMPTY (422), ORDERS_OTHER_USER (403: a trader's batch for another account); "
+    "a missing client_order_id or a malformed order is VALIDATION_ERROR (422) with its location.",
+)
+async def place_batch(
+    body: BatchIn,
+    request: Request,
+    db: SessionDep,
+    user: TraderUser,
+    oms: OmsDep,
+) -> BatchOut:
+    owner = check_batch(body, user.id, user.role == Role.ADMIN)
+    actor = user_actor(request, user)
+
+    async def place(order: BatchOrderIn) -> tuple[OrderOut, bool]:
+        placed = await oms.place(
+            db,
+            owner,
+            PlaceRequest(
+                symbol=order.symbol,
+                side=order.side,
+                order_type=order.order_type,
+                quantity=order.quantity,
+                product=order.product,
+                time_in_force=order.time_in_force,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                client_order_id=order.client_order_id,
+            ),
+            actor=actor,
+        )
+        out = OrderOut.of(placed.order, await last_reason_of(db, placed.order.id))
+        return out, placed.created
+
+    return await place_each(body.orders, place, db.rollback)

@@ -84,7 +84,7 @@ def _guards(dependant: Dependant) -> list[RoleGuard]:
 
 
 def endpoints(application: FastAPI) -> list[Endpoint]:
-    out = []
+    out: list[Endpoint] = []
     for route in application.routes:
         # Mounts (static files) and WebSocket routes have no HTTP methods of their own.
         if not isinstance(route, Route) or not route.methods:
@@ -96,7 +96,7 @@ def endpoints(application: FastAPI) -> list[Endpoint]:
                 # Several guards on one route must all admit the role.
                 allowed = frozenset.intersection(*(frozenset(g.roles) for g in guards))
         params = tuple(route.param_convertors)
-        out.extend(Endpoint(m, route.path, allowed, params) for m in sorted(route.methods))
+        out.extend(Endpoint(m, route.path_format, allowed, params) for m in sorted(route.methods))
     return out
 
 
@@ -270,8 +270,10 @@ async def token_for(identity: str, m: Minter, c: Cast) -> str | None:
 
 
 def _path(ep: Endpoint, c: Cast) -> str:
-    # Plausible values: the id of an existing user for user ids, 1 for anything else.
-    values = {p: str(c.users["viewer"].id) if p == "user_id" else "1" for p in ep.path_params}
+    # Plausible values: the id of an existing user for user ids, an order id's shape for order
+    # ids (only that is routed to an order), 1 for anything else.
+    plausible = {"user_id": str(c.users["viewer"].id), "order_id": "0" * 32}
+    values = {p: plausible.get(p, "1") for p in ep.path_params}
     return ep.path.format(**values)
 
 
