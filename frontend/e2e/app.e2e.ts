@@ -149,6 +149,16 @@ test("an engaged kill switch blocks the ticket until released", async ({ page })
   await expect(risk.getByRole("status", { name: "Trading status" })).toHaveText("Trading allowed");
   await expect(ticket.getByRole("alert", { name: "Trading blocked" })).toHaveCount(0);
   await expect(ticket.getByRole("button", { name: /^Buy/ })).toBeEnabled();
+
+  // The kill switch raised an alert: live at once, stored, so still there after a reload.
+  const engagedAlert = (p: Page) =>
+    p.getByRole("region", { name: "Alerts" }).getByRole("listitem").filter({ hasText: "Kill switch engaged" }).first();
+  await expect(engagedAlert(page)).toBeVisible();
+  await page.reload();
+  const stored = engagedAlert(page);
+  await expect(stored).toHaveClass(/\bunread\b/);
+  await stored.getByRole("button", { name: /^Mark read/ }).click();
+  await expect(stored).toHaveClass(/\bread\b/);
 });
 
 test("charts: candles for a symbol with the live last price", async ({ page }) => {

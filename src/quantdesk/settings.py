@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     jwt_issuer: str = "quantdesk"
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=30, le=24 * 3600)
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300, le=90 * 24 * 3600)
+    csrf_trusted_origins: str | None = Field(
+        default=None,
+        description="Origins (comma-separated, e.g. http://localhost:5173) accepted by the "
+        "cookie refresh's Origin check besides the request's own host.",
+    )
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
     login_max_failures_per_user: int = Field(default=5, ge=1)
@@ -149,6 +154,21 @@ class Settings(BaseSettings):
     alert_rate_burst: int = Field(default=10, ge=1, le=1000)
     alert_queue_size: int = Field(default=100, ge=1, le=100_000)
     alert_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    alert_inbox_retention_days: int = Field(
+        default=90,
+        ge=0,
+        le=36_500,
+        description="Stored alerts (GET /api/v1/alerts) older than this are deleted; 0 keeps all.",
+    )
+
+    # Audit retention (README "Audit trail"): `quantdesk audit purge` exports, verifies, deletes.
+    audit_retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36_500,
+        description="Keep audit rows this many UTC days; older ones go to a verified export "
+        "and are then deleted by `quantdesk audit purge`. 0: keep forever.",
+    )
 
     demo_admin_password: SecretStr | None = None
     demo_trader_password: SecretStr | None = None
@@ -157,6 +177,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper()
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """``csrf_trusted_origins`` as normalised ``scheme://host[:port]`` strings."""
+        items = (self.csrf_trusted_origins or "").split(",")
+        return frozenset(o.strip().rstrip("/").lower() for o in items if o.strip())
 
     @property
     def resolved_database_url(self) -> str:

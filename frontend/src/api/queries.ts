@@ -39,6 +39,8 @@ export type RegisteredModel = Schemas["RegisteredModelOut"];
 export type ModelVersion = Schemas["ModelVersionOut"];
 export type PromoteIn = Schemas["PromoteIn"];
 export type SignalPoint = Schemas["SignalPointOut"];
+export type StoredAlert = Schemas["AlertOut"];
+export type AlertPage = Schemas["AlertPageOut"];
 
 export const LIVE_STATUSES: OrderStatus[] = ["NEW", "OPEN", "PARTIALLY_FILLED"];
 
@@ -76,6 +78,7 @@ export const keys = {
   mlImportance: (id: string) => ["ml", "runs", "importance", id] as const,
   mlModels: ["ml", "models"] as const,
   mlSignals: (model: string, symbol: string, start: string, end: string) => ["ml", "signals", model, symbol, start, end] as const,
+  alerts: ["alerts"] as const,
 };
 
 /** Kill switches, halt and trading_allowed: polled every 5 s, and re-read on order frames. */
@@ -123,31 +126,28 @@ export function usePositions() {
   });
 }
 
-/** Live orders: the API filters one status at a time, so ask for each live status. */
+/** Live orders, newest first: one request for every live status. */
 export function useOpenOrders() {
   return useQuery({
     queryKey: keys.openOrders,
     queryFn: async () => {
-      const pages = await Promise.all(
-        LIVE_STATUSES.map((status) =>
-          unwrap(api.GET("/api/v1/orders", { params: { query: { status, limit: 200 } } })),
-        ),
+      const page = await unwrap(
+        api.GET("/api/v1/orders", { params: { query: { status: [...LIVE_STATUSES], limit: 500 } } }),
       );
-      return pages
-        .flatMap((p) => p.items)
-        .sort((a, b) => b.created_at.localeCompare(a.created_at));
+      return page.items;
     },
   });
 }
 
-export function useOrders(status: OrderStatus | "") {
+/** Your orders, newest first, in any of `statuses` (all when empty: `?status=A&status=B`). */
+export function useOrders(statuses: readonly OrderStatus[]) {
   return useInfiniteQuery({
-    queryKey: keys.ordersList(status),
+    queryKey: keys.ordersList(statuses.join(",")),
     initialPageParam: null as string | null,
     queryFn: ({ pageParam }) =>
       unwrap(
         api.GET("/api/v1/orders", {
-          params: { query: { status: status || undefined, cursor: pageParam ?? undefined, limit: 50 } },
+          params: { query: { status: statuses.length ? [...statuses] : undefined, cursor: pageParam ?? undefined, limit: 50 } },
         }),
       ),
     getNextPageParam: (last) => last.next_cursor,
@@ -371,4 +371,31 @@ export function useMlSignals(model: string, symbol: string, start: string, end: 
     retry: mlRetry,
     staleTime: 60_000,
   });
+}
+
+// --- the alert inbox ---------------------------------------------------------------------------
+
+/** Alerts the dashboard shows: the newest stored ones (read or not) merged with live ones. */
+export const ALERTS_SHOWN = 20;
+
+/**
+ * Your stored alerts, newest first, with your unread count. Live alerts arrive on the `alerts`
+ * channel (merged in by the card); the slow poll brings what has no stream: an admin's
+ * platform-wide alerts, and anything a dropped stream missed.
+ */
+export function useAlertInbox() {
+  return useQuery({
+    queryKey: keys.alerts,
+    queryFn: () => unwrap(api.GET("/api/v1/alerts", { params: { query: { limit: ALERTS_SHOWN } } })),
+    refetchInterval: 60_000,
+  });
+}
+
+export function markAlertRead(id: number) {
+  return unwrap(api.POST("/api/v1/alerts/{alert_id}/read", { params: { path: { alert_id: id } } }));
+}
+
+/** Mark read every unread alert up to `maxId` (the newest shown), or all without one. */
+export function markAllAlertsRead(maxId?: number) {
+  return unwrap(api.POST("/api/v1/alerts/read-all", { body: maxId ? { max_id: maxId } : {} }));
 }

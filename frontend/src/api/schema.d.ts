@@ -64,7 +64,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Exchange a username and password for an access and a refresh token */
+        /**
+         * Exchange a username and password for an access and a refresh token
+         * @description Returns the tokens in the body and also sets the session cookies the web UI uses (`qd_refresh`, `qd_csrf`). With `refresh_token_in_body: false` the body's `refresh_token` is null: the refresh token is then only in the HttpOnly cookie.
+         */
         post: operations["login_api_v1_auth_login_post"];
         delete?: never;
         options?: never;
@@ -81,7 +84,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Rotate a refresh token: returns a new pair; the old refresh token is spent */
+        /**
+         * Rotate a refresh token: returns a new pair; the old refresh token is spent
+         * @description Two forms. **Body** (scripts): `{"refresh_token"}`; the new pair comes back in the body, no cookie is set and no CSRF token is needed. **Cookie** (the web UI): no body; the refresh token is read from the `qd_refresh` cookie and the request must carry `X-CSRF-Token` equal to the `qd_csrf` cookie; an Origin or Referer header, when present, must name this host. The rotated refresh token goes back only in the cookie (the body's `refresh_token` is null). Either way a refresh token works once: presenting a spent one revokes the session (`AUTH_REFRESH_REUSED`). A refused refresh by cookie (401) deletes the cookies.
+         */
         post: operations["refresh_api_v1_auth_refresh_post"];
         delete?: never;
         options?: never;
@@ -98,7 +104,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** End this session: its refresh tokens and access tokens stop working */
+        /**
+         * End this session: its refresh tokens and access tokens stop working
+         * @description Authenticated by the access token (a bearer header cannot be forged by another site, so no CSRF token is needed). Also deletes the session cookies (`qd_refresh`, `qd_csrf`).
+         */
         post: operations["logout_api_v1_auth_logout_post"];
         delete?: never;
         options?: never;
@@ -371,7 +380,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your orders, newest first (cursor pagination) */
+        /**
+         * Your orders, newest first (cursor pagination)
+         * @description Filter by one or more statuses by repeating the parameter (`?status=FILLED&status=CANCELLED`). Errors: ORDER_BAD_STATUS (422, an unknown status, named in the message and details).
+         */
         get: operations["list_orders_api_v1_orders_get"];
         put?: never;
         /**
@@ -441,6 +453,26 @@ export interface paths {
         get: operations["list_positions_api_v1_positions_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Place a basket of up to 100 orders; one result per order, in order
+         * @description `{"orders": [...]}`: each order as `POST /orders` takes it, with its own `client_order_id` (required; resubmitting the basket returns the originals) and, for an admin, an optional `user_id` (one account per batch). Each order is placed as `POST /orders` places it, one after the other; one order's rejection never blocks the rest: `results[i]` is the accepted order (`status: accepted`, `created` false for a client id seen before) or its rejection (`status: rejected`, `error.code` and `error.status` as `POST /orders` answers them; a rejected order is not stored and holds nothing). The batch is refused as a whole, placing nothing, with `details.index` naming the offending order: ORDER_BATCH_TOO_LARGE, ORDER_BATCH_DUPLICATE_CLIENT_ID, ORDER_BATCH_MIXED_OWNERS, ORDER_BATCH_EMPTY (422), ORDERS_OTHER_USER (403: a trader's batch for another account); a missing client_order_id or a malformed order is VALIDATION_ERROR (422) with its location.
+         */
+        post: operations["place_batch_api_v1_orders_batch_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -857,6 +889,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/ml/feature-builds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your feature builds, newest first (keyset pagination: next_cursor as `before`)
+         * @description An admin sees everyone's, or one user's with `user_id`; anyone else only their own (another `user_id`: 403 ML_RUNS_FORBIDDEN).
+         */
+        get: operations["list_feature_builds_api_v1_ml_feature_builds_get"];
+        put?: never;
+        /**
+         * Queue a feature build: the platform's feature set over stored bars into the offline store (Parquet)
+         * @description `quantdesk ml features build` as a job, run by the ML workers with progress (stages load, compute, write). Errors (422): ML_BAD_REQUEST (a malformed symbol), ML_BAD_DATA (an inverted range, an unknown interval, repeated symbols), ML_UNKNOWN_SYMBOL (no stored bars); ML_EXTRA_MISSING (503: the server lacks the ml extra; the message names the pip command), ML_TRACKING_ERROR (502: the MLflow store failed). A build whose range holds no bars fails with ML_NO_DATA.
+         */
+        post: operations["create_feature_build_api_v1_ml_feature_builds_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ml/feature-builds/{build_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One feature build: status, progress, request, result (once succeeded), error
+         * @description Errors: ML_FEATURE_BUILD_NOT_FOUND (404: no such build, or someone else's).
+         */
+        get: operations["get_feature_build_api_v1_ml_feature_builds__build_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a queued or running feature build
+         * @description Errors: ML_RUN_FINISHED (409: it succeeded, failed or was cancelled already).
+         */
+        delete: operations["cancel_feature_build_api_v1_ml_feature_builds__build_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/ml/models": {
         parameters: {
             query?: never;
@@ -937,6 +1017,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your alerts, newest first, with your unread count (cursor pagination)
+         * @description Your own alerts; an admin also sees the platform-wide ones (`user_id` null: system errors), which are shared by the admins: one admin marking one read marks it for all. Pass `next_cursor` as `cursor` for older ones. Alerts older than `QUANTDESK_ALERT_INBOX_RETENTION_DAYS` are deleted.
+         */
+        get: operations["list_alerts_api_v1_alerts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/read-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark all your unread alerts read (optionally only up to an id)
+         * @description Your own alerts; an admin also sees the platform-wide ones (`user_id` null: system errors), which are shared by the admins: one admin marking one read marks it for all. The body is optional.
+         */
+        post: operations["read_all_alerts_api_v1_alerts_read_all_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{alert_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark one of your alerts read
+         * @description Your own alerts; an admin also sees the platform-wide ones (`user_id` null: system errors), which are shared by the admins: one admin marking one read marks it for all. Marking a read alert again keeps its first `read_at`. `ALERT_NOT_FOUND` (404): no such alert, or not yours.
+         */
+        post: operations["read_alert_api_v1_alerts__alert_id__read_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -952,6 +1092,91 @@ export interface components {
             effective: components["schemas"]["LimitsOut"];
             defaults: components["schemas"]["LimitsOut"];
             override: components["schemas"]["LimitsOut"] | null;
+        };
+        /**
+         * AlertOut
+         * @example {
+         *       "body": "Trading halted: loss 52,000.00 exceeds the 50,000.00 limit.",
+         *       "created_at": "2026-01-30T09:41:07Z",
+         *       "id": 41,
+         *       "kind": "risk_halt",
+         *       "severity": "critical",
+         *       "similar": 0,
+         *       "title": "Daily loss limit hit",
+         *       "user_id": 2
+         *     }
+         */
+        AlertOut: {
+            /**
+             * Id
+             * @description The alert's id (mark it read with POST /alerts/{id}/read)
+             */
+            id: number;
+            /**
+             * User Id
+             * @description The account it concerns; null: platform-wide (admins only)
+             */
+            user_id: number | null;
+            /**
+             * Kind
+             * @description What happened: order_rejected, order_failed, risk_halt, kill_switch, drawdown, system_error, model_drift, test (more may be added)
+             * @example risk_halt
+             */
+            kind: string;
+            severity: components["schemas"]["Severity"];
+            /** Title */
+            title: string;
+            /** Body */
+            body: string;
+            /**
+             * Similar
+             * @description Repeats suppressed by deduplication before this one was delivered
+             */
+            similar: number;
+            /**
+             * Created At
+             * Format: date-time
+             * @description When the alert was raised (UTC)
+             */
+            created_at: string;
+            /**
+             * Read At
+             * @description When it was marked read; null: unread
+             */
+            read_at: string | null;
+        };
+        /**
+         * AlertPageOut
+         * @example {
+         *       "items": [
+         *         {
+         *           "body": "Trading halted: loss 52,000.00 exceeds the 50,000.00 limit.",
+         *           "created_at": "2026-01-30T09:41:07Z",
+         *           "id": 41,
+         *           "kind": "risk_halt",
+         *           "severity": "critical",
+         *           "similar": 0,
+         *           "title": "Daily loss limit hit",
+         *           "user_id": 2
+         *         }
+         *       ],
+         *       "next_cursor": 41,
+         *       "unread_count": 3
+         *     }
+         */
+        AlertPageOut: {
+            /** Items */
+            items: components["schemas"]["AlertOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next (older) page; null: this is the last page
+             */
+            next_cursor: number | null;
+            /**
+             * Unread Count
+             * @description All your unread alerts (whatever the page and the `unread` filter)
+             */
+            unread_count: number;
         };
         /** AuditEntry */
         AuditEntry: {
@@ -1210,6 +1435,87 @@ export interface components {
             margin: string;
             /** Total */
             total: string;
+        };
+        /** BatchIn */
+        BatchIn: {
+            /**
+             * Orders
+             * @description 1 to 100 orders, placed in this order
+             */
+            orders: components["schemas"]["BatchOrderIn"][];
+        };
+        /**
+         * BatchOrderIn
+         * @description One order of a basket: an order as ``POST /orders`` takes it, its ``client_order_id``
+         *     required; ``user_id`` (optional, admin only) places it for another account.
+         */
+        BatchOrderIn: {
+            /**
+             * Client Order Id
+             * @description Your id for the order, unique in the batch and per account: resubmitting the basket returns the original orders instead of placing them again.
+             */
+            client_order_id: string;
+            /**
+             * Symbol
+             * @example NSE:INFY
+             */
+            symbol: string;
+            side: components["schemas"]["Side"];
+            /**
+             * Quantity
+             * @description Whole lots, 1 to 10000000. Errors: ORDER_BAD_QUANTITY.
+             */
+            quantity: number;
+            order_type: components["schemas"]["OrderType"];
+            /** Limit Price */
+            limit_price?: string | null;
+            /** Stop Price */
+            stop_price?: string | null;
+            /** @default CNC */
+            product: components["schemas"]["Product"];
+            /** @default DAY */
+            time_in_force: components["schemas"]["TimeInForce"];
+            /**
+             * User Id
+             * @description Admin only: the account to place for (default: your own)
+             */
+            user_id?: number | null;
+        };
+        /** BatchOut */
+        BatchOut: {
+            /**
+             * Results
+             * @description One per order, in the request's order
+             */
+            results: components["schemas"]["BatchResultOut"][];
+            /** Accepted */
+            accepted: number;
+            /** Rejected */
+            rejected: number;
+        };
+        /** BatchResultOut */
+        BatchResultOut: {
+            /**
+             * Index
+             * @description The order's position in the request
+             */
+            index: number;
+            /** Client Order Id */
+            client_order_id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "accepted" | "rejected";
+            /**
+             * Created
+             * @description Accepted: false when the client_order_id was seen before (the original)
+             */
+            created: boolean;
+            /** @description The accepted order */
+            order: components["schemas"]["OrderOut"] | null;
+            /** @description Why the order was refused */
+            error: components["schemas"]["RejectionOut"] | null;
         };
         /** CandleOut */
         CandleOut: {
@@ -1552,7 +1858,7 @@ export interface components {
          * EntryKind
          * @enum {string}
          */
-        EntryKind: "DEPOSIT" | "WITHDRAWAL" | "HOLD" | "RELEASE" | "TRADE" | "FEE" | "TAX";
+        EntryKind: "DEPOSIT" | "WITHDRAWAL" | "HOLD" | "RELEASE" | "TRADE" | "FEE" | "TAX" | "ADJUSTMENT";
         /** EntryOut */
         EntryOut: {
             /** Id */
@@ -1615,6 +1921,122 @@ export interface components {
          * @enum {string}
          */
         Exchange: "NSE" | "BSE";
+        /**
+         * FeatureBuildIn
+         * @description What to build: the options of ``quantdesk ml features build``.
+         */
+        FeatureBuildIn: {
+            /**
+             * Symbols
+             * @example [
+             *       "NSE:INFY",
+             *       "NSE:TCS"
+             *     ]
+             */
+            symbols: string[];
+            /**
+             * Interval
+             * @default 1d
+             * @enum {string}
+             */
+            interval: "1m" | "5m" | "15m" | "30m" | "1h" | "1d";
+            /**
+             * Start
+             * Format: date
+             * @description First session
+             */
+            start: string;
+            /**
+             * End
+             * Format: date
+             * @description Last session (included)
+             */
+            end: string;
+        };
+        /** FeatureBuildOut */
+        FeatureBuildOut: {
+            /** Id */
+            id: string;
+            /** User Id */
+            user_id: number;
+            /**
+             * Kind
+             * @constant
+             */
+            kind: "features";
+            status: components["schemas"]["MLRunStatus"];
+            progress: components["schemas"]["MLProgressOut"];
+            request: components["schemas"]["FeatureBuildRequestOut"];
+            /** @description When succeeded */
+            result: components["schemas"]["FeatureBuildResultOut"] | null;
+            /** @description When failed */
+            error: components["schemas"]["MLErrorOut"] | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Started At */
+            started_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+        };
+        /** FeatureBuildPageOut */
+        FeatureBuildPageOut: {
+            /** Items */
+            items: components["schemas"]["FeatureBuildOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as `before` for the next (older) page
+             */
+            next_cursor: string | null;
+        };
+        /** FeatureBuildRequestOut */
+        FeatureBuildRequestOut: {
+            /** Symbols */
+            symbols: string[];
+            /** Interval */
+            interval: string;
+            /**
+             * Start
+             * Format: date
+             */
+            start: string;
+            /**
+             * End
+             * Format: date
+             */
+            end: string;
+        };
+        /**
+         * FeatureBuildResultOut
+         * @description What ``quantdesk ml features build --json`` prints (less the server's path).
+         */
+        FeatureBuildResultOut: {
+            /** Feature Set */
+            feature_set: string;
+            /** Version */
+            version: number;
+            /**
+             * Hash
+             * @description The feature set's content hash (the store's key)
+             */
+            hash: string;
+            /** Columns */
+            columns: string[];
+            /** Symbols */
+            symbols: string[];
+            /**
+             * Rows
+             * @description Bars whose features were stored
+             */
+            rows: number;
+            /**
+             * Fingerprint
+             * @description Of the bars used, as training records it
+             */
+            fingerprint: string;
+        };
         /** FeatureImportanceOut */
         FeatureImportanceOut: {
             /** Feature */
@@ -1869,6 +2291,12 @@ export interface components {
             username: string;
             /** Password */
             password: string;
+            /**
+             * Refresh Token In Body
+             * @description false: the refresh token is delivered only in the HttpOnly `qd_refresh` cookie and the body's `refresh_token` is null (the web UI's mode: page scripts never see it). Default true: in the body as well, for scripts.
+             * @default true
+             */
+            refresh_token_in_body: boolean;
         };
         /** MLEquityOut */
         MLEquityOut: {
@@ -1926,7 +2354,7 @@ export interface components {
         MLProgressOut: {
             /**
              * Stage
-             * @description The pipeline's stage: features, folds, backtest (null while queued)
+             * @description The job's stage: features, folds, backtest, ... for a training run; load, compute, write for a feature build (null while queued)
              */
             stage: string | null;
             /** Done */
@@ -2207,6 +2635,11 @@ export interface components {
              */
             average_price: string | null;
             status: components["schemas"]["OrderStatus"];
+            /**
+             * Reason
+             * @description Why the order is in its status: the reason of its last stored transition (e.g. 'cancelled by user', 'margin shortfall: ...', 'kill switch: ...', 'risk halt: ...', 'MIS square-off', an expiry or the broker's rejection; 'accepted', 'filled' ...)
+             */
+            reason: string | null;
             /** Triggered */
             triggered: boolean;
             /** Currency */
@@ -2307,6 +2740,11 @@ export interface components {
              */
             average_price: string | null;
             status: components["schemas"]["OrderStatus"];
+            /**
+             * Reason
+             * @description Why the order is in its status: the reason of its last stored transition (e.g. 'cancelled by user', 'margin shortfall: ...', 'kill switch: ...', 'risk halt: ...', 'MIS square-off', an expiry or the broker's rejection; 'accepted', 'filled' ...)
+             */
+            reason: string | null;
             /** Triggered */
             triggered: boolean;
             /** Currency */
@@ -2389,7 +2827,7 @@ export interface components {
             unrealised_pnl: string | null;
             /**
              * Day Pnl
-             * @description Today's P&L, gross of fees: the change in value since the last close (null in live updates and without a mark)
+             * @description Today's P&L, gross of fees: the change in value since the last close (null without a mark, or without a last close for a quantity carried in)
              */
             day_pnl: string | null;
             /**
@@ -2473,6 +2911,38 @@ export interface components {
              */
             ts: string;
         };
+        /**
+         * ReadAllIn
+         * @example {
+         *       "max_id": 41
+         *     }
+         */
+        ReadAllIn: {
+            /**
+             * Max Id
+             * @description Only alerts with an id up to this one (the newest you have shown), so one that arrived meanwhile stays unread; omitted: all of them
+             */
+            max_id?: number | null;
+        };
+        /**
+         * ReadAllOut
+         * @example {
+         *       "marked": 3,
+         *       "unread_count": 0
+         *     }
+         */
+        ReadAllOut: {
+            /**
+             * Marked
+             * @description Alerts this request marked read
+             */
+            marked: number;
+            /**
+             * Unread Count
+             * @description Your unread alerts left
+             */
+            unread_count: number;
+        };
         /** RearmIn */
         RearmIn: {
             /** User Id */
@@ -2511,6 +2981,23 @@ export interface components {
              * Format: date-time
              */
             updated: string;
+        };
+        /** RejectionOut */
+        RejectionOut: {
+            /**
+             * Code
+             * @description As POST /orders answers it: ORDER_INSUFFICIENT_FUNDS, ...
+             */
+            code: string;
+            /** Message */
+            message: string;
+            /**
+             * Status
+             * @description The HTTP status POST /orders would have answered
+             */
+            status: number;
+            /** Details */
+            details?: unknown | null;
         };
         /** RiskStateOut */
         RiskStateOut: {
@@ -2572,6 +3059,11 @@ export interface components {
          * @enum {string}
          */
         Segment: "equity_delivery" | "equity_intraday";
+        /**
+         * Severity
+         * @enum {string}
+         */
+        Severity: "info" | "warning" | "error" | "critical";
         /**
          * Side
          * @enum {string}
@@ -2692,8 +3184,11 @@ export interface components {
         TokenPair: {
             /** Access Token */
             access_token: string;
-            /** Refresh Token */
-            refresh_token: string;
+            /**
+             * Refresh Token
+             * @description The new refresh token; null when it went only into the `qd_refresh` cookie (a login with refresh_token_in_body=false, or a refresh by cookie).
+             */
+            refresh_token: string | null;
             /**
              * Token Type
              * @default bearer
@@ -2953,6 +3448,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description `qd_refresh` (the refresh token; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age = the refresh token's remaining lifetime) and `qd_csrf` (the session's CSRF token; readable by the page; Secure; SameSite=Strict; Path=/). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3000,19 +3497,27 @@ export interface operations {
     refresh_api_v1_auth_refresh_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Required with the cookie form: the value of the `qd_csrf` cookie. */
+                "X-CSRF-Token"?: string | null;
+            };
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description The refresh token, set by login (the web UI's form). */
+                qd_refresh?: string | null;
+            };
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["RefreshRequest"];
+                "application/json": components["schemas"]["RefreshRequest"] | null;
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description `qd_refresh` (the refresh token; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age = the refresh token's remaining lifetime) and `qd_csrf` (the session's CSRF token; readable by the page; Secure; SameSite=Strict; Path=/). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3037,7 +3542,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Validation failed */
+            /** @description CSRF check of a refresh by cookie failed, nothing changed: `AUTH_CSRF_MISSING` (no `X-CSRF-Token` header), `AUTH_CSRF_INVALID` (it differs from the `qd_csrf` cookie or is not this session's), `AUTH_CSRF_ORIGIN` (Origin or Referer is another site) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed, or neither a body nor the `qd_refresh` cookie was sent (`AUTH_REFRESH_TOKEN_MISSING`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3057,9 +3571,11 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description Session ended */
             204: {
                 headers: {
+                    /** @description Deletes `qd_refresh` and `qd_csrf` (Max-Age=0). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -4018,7 +4534,8 @@ export interface operations {
     list_orders_api_v1_orders_get: {
         parameters: {
             query?: {
-                status?: components["schemas"]["OrderStatus"] | null;
+                /** @description Statuses to list (any of them); repeat for several. Default: all. */
+                status?: components["schemas"]["OrderStatus"][];
                 symbol?: string | null;
                 /** @description Admin only: another user's (default: your own) */
                 user_id?: number | null;
@@ -4439,6 +4956,66 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PositionOut"][];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    place_batch_api_v1_orders_batch_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
             /** @description Missing, invalid or expired token */
@@ -6175,6 +6752,257 @@ export interface operations {
             };
         };
     };
+    list_feature_builds_api_v1_ml_feature_builds_get: {
+        parameters: {
+            query?: {
+                user_id?: number | null;
+                status?: components["schemas"]["MLRunStatus"] | null;
+                /** @description next_cursor of the previous page */
+                before?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeatureBuildPageOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_feature_build_api_v1_ml_feature_builds_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeatureBuildIn"];
+            };
+        };
+        responses: {
+            /** @description Queued; poll the Location, or follow the `jobs` WebSocket channel (kind ml_features) */
+            202: {
+                headers: {
+                    /** @description The build's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeatureBuildOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_feature_build_api_v1_ml_feature_builds__build_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The feature build's id (32 hex digits) */
+                build_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeatureBuildOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    cancel_feature_build_api_v1_ml_feature_builds__build_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The feature build's id (32 hex digits) */
+                build_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeatureBuildOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     list_models_api_v1_ml_models_get: {
         parameters: {
             query?: never;
@@ -6470,6 +7298,178 @@ export interface operations {
             };
             /** @description Not ready */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_alerts_api_v1_alerts_get: {
+        parameters: {
+            query?: {
+                /** @description Only the unread ones */
+                unread?: boolean;
+                /** @description next_cursor of the previous page */
+                cursor?: number | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertPageOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    read_all_alerts_api_v1_alerts_read_all_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReadAllIn"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadAllOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    read_alert_api_v1_alerts__alert_id__read_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The alert's id */
+                alert_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

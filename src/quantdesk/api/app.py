@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from quantdesk import __version__
 from quantdesk.admin.router import router as admin_router
 from quantdesk.alerts import AlertMetrics, create_alert_service
+from quantdesk.alerts.router import router as alerts_router
 from quantdesk.api.deps import reject_unknown_query
 from quantdesk.api.errors import install_error_handlers
 from quantdesk.api.middleware import RequestContextMiddleware
@@ -60,6 +61,7 @@ def api_router() -> APIRouter:
     router.include_router(deploy_router)
     router.include_router(backtest_router)
     router.include_router(ml_router)
+    router.include_router(alerts_router)
     return router
 
 
@@ -97,7 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             clock=market.clock,
             feed=market.feed,
         )
-        alerts = create_alert_service(settings, bus=market.bus, metrics=alert_metrics)
+        alerts = create_alert_service(
+            settings, bus=market.bus, metrics=alert_metrics, sessionmaker=state.sessionmaker
+        )
         await alerts.start()
         state.extras["alerts"] = alerts
         paper = None
