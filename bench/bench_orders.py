@@ -29,9 +29,10 @@ What it does, all in one run (one and a half minutes or so with the defaults):
    ``--stall-timeout`` seconds after the last one are reported as never terminal (an engine
    that lost them), not waited for. ``--rate`` offers a fixed load instead of back-to-back
    requests, to find the rate the engine keeps up with.
-6. Then sends ``--baskets`` baskets (default 5) of ``--basket-size`` market buys (default 50)
-   through ``POST /orders/batch``, one after the other, and times each from the POST to the
-   answer and to its last order's terminal WebSocket event.
+6. Before the measured orders (after the warm-up, on the idle server; not counted in the
+   figures above), sends ``--baskets`` baskets (default 5) of ``--basket-size`` market buys
+   (default 50) through ``POST /orders/batch``, one after the other, and times each from the
+   POST to the answer and to its last order's terminal WebSocket event.
 7. Drops the database, then runs pgbench (TPC-B-like) on a scratch database with the same
    client count (``pgbench -i -s 10``, then ``pgbench -c <concurrency> -j 2 -T 15``) and prints
    its tps beside ours.
@@ -604,6 +605,8 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
             await wait_ended(ended, warm_ids, 60, 30)
             if len(warm_ids) < len(warm) or not all(i in ended.at for i in warm_ids):
                 raise RuntimeError("warm-up orders were not all accepted and filled")
+            # Baskets on the idle server, before the measured run (which they do not count in).
+            baskets = await run_baskets(c, traders, ended, args.baskets, args.basket_size)
             await asyncio.sleep(1.5)  # let the backends flush their statistics
 
             console.print(
@@ -621,7 +624,6 @@ async def run_orders(args: argparse.Namespace, tmp: Path, console: Console) -> d
             t_end = await wait_ended(ended, ids, args.fill_timeout, args.stall_timeout)
             cpu = await meter.stop()
             counts1 = await server.counts()
-            baskets = await run_baskets(c, traders, ended, args.baskets, args.basket_size)
             for task in followers:
                 task.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
