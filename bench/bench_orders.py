@@ -855,7 +855,7 @@ def show(result: dict[str, Any], console: Console) -> None:
     sql.add_column("statement / event")
     sql.add_column("per order", justify="right")
     labels = {
-        "checkout": "pool checkout (pre-ping: BEGIN; ';'; ROLLBACK)",
+        "checkout": "pool checkout (no round trip: no pre-ping)",
         "commit": "COMMIT",
         "rollback": "ROLLBACK (session end)",
     }

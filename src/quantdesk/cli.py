@@ -207,14 +207,17 @@ def serve(
 
     from quantdesk.api import create_app
     from quantdesk.bootstrap import ensure_demo_users
+    from quantdesk.datadir import PROCESS_UMASK, prepare_data_dir
     from quantdesk.db.migrate import upgrade
     from quantdesk.errors import AppError
     from quantdesk.market.cli import seed_demo_data
     from quantdesk.observability.logging import configure_logging
 
+    # Everything this process and its workers create from here on is private to its user.
+    os.umask(PROCESS_UMASK)
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     if settings.auto_migrate:
         with console.status("Migrating the database..."):
             upgrade(settings.resolved_database_url)

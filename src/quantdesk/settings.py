@@ -6,6 +6,7 @@ local files. A production start (any non-SQLite database) must be given its secr
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from datetime import timedelta
@@ -14,6 +15,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +74,11 @@ class Settings(BaseSettings):
         "cookie refresh's Origin check besides the request's own host.",
     )
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    public_url: str | None = Field(
+        default=None,
+        description="The URL users open (e.g. https://desk.example.com behind a TLS proxy); "
+        "an https URL turns on Strict-Transport-Security.",
+    )
 
     login_max_failures_per_user: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=20, ge=1)
@@ -170,6 +177,38 @@ class Settings(BaseSettings):
         "and are then deleted by `quantdesk audit purge`. 0: keep forever.",
     )
 
+    # Live brokers (README "Broker accounts"): secrets, the paper-only switch, base URLs.
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) encrypting broker secrets at rest, comma-separated: the first "
+        "encrypts, every one decrypts (key rotation).",
+    )
+    vault_addr: str | None = Field(
+        default=None, description="HashiCorp Vault address; set: broker secrets go to Vault KV v2."
+    )
+    vault_token: SecretStr | None = Field(default=None, description="Vault token.")
+    vault_mount: str = Field(
+        default="secret", min_length=1, max_length=128, description="Vault KV v2 mount path."
+    )
+    vault_path: str = Field(
+        default="quantdesk",
+        min_length=1,
+        max_length=256,
+        description="Path prefix of the platform's secrets under the Vault mount.",
+    )
+    vault_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    paper_only: bool = Field(
+        default=True,
+        description="Platform-wide: no order goes to a live broker, whatever the accounts say.",
+    )
+    kite_api_root: str = Field(default="https://api.kite.trade", description="Kite Connect API.")
+    kite_login_url: str = Field(
+        default="https://kite.zerodha.com/connect/login", description="Kite Connect login page."
+    )
+    upstox_api_root: str = Field(default="https://api.upstox.com/v2", description="Upstox API.")
+    ib_host: str = Field(default="127.0.0.1", description="TWS / IB Gateway host.")
+    ib_port: int = Field(default=7497, ge=1, le=65535, description="TWS / IB Gateway API port.")
+
     demo_admin_password: SecretStr | None = None
     demo_trader_password: SecretStr | None = None
 
@@ -177,6 +216,43 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper()
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _fernet_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        # A malformed key must stop the start, not the first secret stored hours later.
+        if v is None:
+            return v
+        keys = [k.strip() for k in v.get_secret_value().split(",")]
+        for key in keys:
+            try:
+                raw = base64.urlsafe_b64decode(key.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    "QUANTDESK_SECRETS_KEY must be Fernet keys (32 url-safe base64-encoded "
+                    "bytes), comma-separated; make one with `python -c 'from "
+                    "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+                )
+        return SecretStr(",".join(keys))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        parts = urlsplit(v.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "QUANTDESK_PUBLIC_URL must be an http(s) URL such as https://desk.example.com"
+            )
+        return v.strip().rstrip("/")
+
+    @property
+    def is_https(self) -> bool:
+        """Users reach the app over https (a TLS proxy in front): browsers get HSTS."""
+        return self.public_url is not None and self.public_url.lower().startswith("https://")
 
     @property
     def trusted_origins(self) -> frozenset[str]:
@@ -240,9 +316,11 @@ class Settings(BaseSettings):
 
 
 def _embedded_secret(path: Path) -> str:
+    from quantdesk.datadir import ensure_private_dir
+
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     value = secrets.token_urlsafe(48)
     # O_EXCL: two processes starting at once must agree on one secret.
     try:

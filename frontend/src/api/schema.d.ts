@@ -185,6 +185,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/broker-accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Broker Accounts */
+        get: operations["list_broker_accounts_api_v1_admin_broker_accounts_get"];
+        put?: never;
+        /** Connect a user's broker account (its secret is stored encrypted or in Vault) */
+        post: operations["create_broker_account_api_v1_admin_broker_accounts_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/broker-accounts/{account_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Broker Account */
+        get: operations["get_broker_account_api_v1_admin_broker_accounts__account_id__get"];
+        put?: never;
+        post?: never;
+        /** Remove a broker account and its secrets */
+        delete: operations["delete_broker_account_api_v1_admin_broker_accounts__account_id__delete"];
+        options?: never;
+        head?: never;
+        /** Change a broker account: label, ids, rotate the secret, enable or disable live */
+        patch: operations["update_broker_account_api_v1_admin_broker_accounts__account_id__patch"];
+        trace?: never;
+    };
     "/api/v1/instruments": {
         parameters: {
             query?: never;
@@ -470,7 +507,7 @@ export interface paths {
         put?: never;
         /**
          * Place a basket of up to 100 orders; one result per order, in order
-         * @description `{"orders": [...]}`: each order as `POST /orders` takes it, with its own `client_order_id` (required; resubmitting the basket returns the originals) and, for an admin, an optional `user_id` (one account per batch). Each order is placed as `POST /orders` places it, one after the other; one order's rejection never blocks the rest: `results[i]` is the accepted order (`status: accepted`, `created` false for a client id seen before) or its rejection (`status: rejected`, `error.code` and `error.status` as `POST /orders` answers them; a rejected order is not stored and holds nothing). The batch is refused as a whole, placing nothing, with `details.index` naming the offending order: ORDER_BATCH_TOO_LARGE, ORDER_BATCH_DUPLICATE_CLIENT_ID, ORDER_BATCH_MIXED_OWNERS, ORDER_BATCH_EMPTY (422), ORDERS_OTHER_USER (403: a trader's batch for another account); a missing client_order_id or a malformed order is VALIDATION_ERROR (422) with its location.
+         * @description `{"orders": [...]}`: each order as `POST /orders` takes it, with its own `client_order_id` (required; resubmitting the basket returns the originals) and, for an admin, an optional `user_id` (one account per batch). Each order is placed as `POST /orders` places it, one after the other (each sees the holds of those before it), all in one transaction; one order's rejection never blocks the rest: `results[i]` is the accepted order (`status: accepted`, `created` false for a client id seen before) or its rejection (`status: rejected`, `error.code` and `error.status` as `POST /orders` answers them; a rejected order is not stored and holds nothing). The batch is refused as a whole, placing nothing, with `details.index` naming the offending order: ORDER_BATCH_TOO_LARGE, ORDER_BATCH_DUPLICATE_CLIENT_ID, ORDER_BATCH_MIXED_OWNERS, ORDER_BATCH_EMPTY (422), ORDERS_OTHER_USER (403: a trader's batch for another account); a missing client_order_id or a malformed order is VALIDATION_ERROR (422) with its location.
          */
         post: operations["place_batch_api_v1_orders_batch_post"];
         delete?: never;
@@ -1516,6 +1553,113 @@ export interface components {
             order: components["schemas"]["OrderOut"] | null;
             /** @description Why the order was refused */
             error: components["schemas"]["RejectionOut"] | null;
+        };
+        /** BrokerAccountCreate */
+        BrokerAccountCreate: {
+            /** User Id */
+            user_id: number;
+            /**
+             * Broker
+             * @enum {string}
+             */
+            broker: "kite" | "upstox" | "ib";
+            /**
+             * Broker User Id
+             * @description The user's id at the broker (Kite user id, Upstox UCC, IB account code).
+             */
+            broker_user_id: string;
+            /**
+             * Api Key
+             * @description Required for kite and upstox; IB's TWS API has none.
+             */
+            api_key?: string | null;
+            /**
+             * Api Secret
+             * @description Required for kite and upstox; IB's TWS API has none.
+             */
+            api_secret?: string | null;
+            /** Label */
+            label?: string | null;
+        };
+        /** BrokerAccountOut */
+        BrokerAccountOut: {
+            /** Id */
+            id: number;
+            /** User Id */
+            user_id: number;
+            /**
+             * Broker
+             * @enum {string}
+             */
+            broker: "kite" | "upstox" | "ib";
+            /** Broker User Id */
+            broker_user_id: string;
+            /** Label */
+            label: string | null;
+            /**
+             * Api Key Masked
+             * @description The API key's last 4 characters: ****abcd.
+             */
+            api_key_masked: string | null;
+            /** Has Secret */
+            has_secret: boolean;
+            /**
+             * Secret Store
+             * @description Where the secret is kept: encrypted in the database, or in Vault.
+             */
+            secret_store: ("fernet" | "vault") | null;
+            /**
+             * Live Enabled
+             * @description An admin enabled live trading on this account.
+             */
+            live_enabled: boolean;
+            /**
+             * Live Allowed
+             * @description Orders would go to the broker now: live_enabled and the platform is not paper-only.
+             */
+            live_allowed: boolean;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** BrokerAccountPage */
+        BrokerAccountPage: {
+            /** Items */
+            items: components["schemas"]["BrokerAccountOut"][];
+            /** Total */
+            total: number;
+            /**
+             * Paper Only
+             * @description The platform-wide paper-only switch is on.
+             */
+            paper_only: boolean;
+        };
+        /**
+         * BrokerAccountUpdate
+         * @description Only the fields sent change. ``api_secret`` rotates the secret (a stored broker session
+         *     ends with it); ``label: null`` clears the label.
+         */
+        BrokerAccountUpdate: {
+            /** Label */
+            label?: string | null;
+            /** Broker User Id */
+            broker_user_id?: string | null;
+            /** Api Key */
+            api_key?: string | null;
+            /** Api Secret */
+            api_secret?: string | null;
+            /**
+             * Live Enabled
+             * @description Allow this account to trade live (still off while the platform is paper-only: QUANTDESK_PAPER_ONLY).
+             */
+            live_enabled?: boolean | null;
         };
         /** CandleOut */
         CandleOut: {
@@ -2650,6 +2794,11 @@ export interface components {
              */
             held_amount: string;
             /**
+             * Hold Price
+             * @description The worst-case price the hold was computed at; the paper engine cancels the rest of an order rather than fill it beyond this price (market protection)
+             */
+            hold_price: string | null;
+            /**
              * Created At
              * Format: date-time
              */
@@ -2754,6 +2903,11 @@ export interface components {
              * @description Cash still reserved for the order
              */
             held_amount: string;
+            /**
+             * Hold Price
+             * @description The worst-case price the hold was computed at; the paper engine cancels the rest of an order rather than fill it beyond this price (market protection)
+             */
+            hold_price: string | null;
             /**
              * Created At
              * Format: date-time
@@ -3926,6 +4080,339 @@ export interface operations {
             };
             /** @description Validation failed */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_broker_accounts_api_v1_admin_broker_accounts_get: {
+        parameters: {
+            query?: {
+                user_id?: number | null;
+                broker?: ("kite" | "upstox" | "ib") | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrokerAccountPage"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_broker_account_api_v1_admin_broker_accounts_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BrokerAccountCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrokerAccountOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_broker_account_api_v1_admin_broker_accounts__account_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrokerAccountOut"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_broker_account_api_v1_admin_broker_accounts__account_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    update_broker_account_api_v1_admin_broker_accounts__account_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BrokerAccountUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrokerAccountOut"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not ready */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

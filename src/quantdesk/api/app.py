@@ -20,6 +20,7 @@ from quantdesk.api.deps import reject_unknown_query
 from quantdesk.api.errors import install_error_handlers
 from quantdesk.api.middleware import RequestContextMiddleware
 from quantdesk.api.ops import router as ops_router
+from quantdesk.api.security import SecurityHeadersMiddleware, install_docs
 from quantdesk.api.state import AppState
 from quantdesk.auth.router import router as auth_router
 from quantdesk.auth.service import AuthContext
@@ -27,7 +28,9 @@ from quantdesk.auth.throttle import LoginThrottle, MemoryLoginThrottle, RedisLog
 from quantdesk.backtest.jobs import start_backtest_runner
 from quantdesk.backtest.router import router as backtest_router
 from quantdesk.brokers.paper import start_paper_broker
+from quantdesk.brokers.router import router as broker_accounts_router
 from quantdesk.charges.router import router as charges_router
+from quantdesk.datadir import prepare_data_dir
 from quantdesk.db.engine import create_engine, create_sessionmaker
 from quantdesk.deploy.manager import DeploymentManager
 from quantdesk.deploy.router import router as deploy_router
@@ -52,6 +55,7 @@ def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
     router.include_router(auth_router)
     router.include_router(admin_router)
+    router.include_router(broker_accounts_router)
     router.include_router(stream_router)
     router.include_router(market_router)
     router.include_router(charges_router)
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_data_dir(settings)  # private modes before anything is written there
         engine = create_engine(settings.resolved_database_url)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         throttle: LoginThrottle = (
@@ -175,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             '`{"error": {"code", "message", "details"}}`. Money is a decimal string.'
         ),
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # install_docs: Swagger UI from this app's own files, not a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
@@ -184,8 +189,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.include_router(ops_router)
     app.include_router(api_router())
+    install_docs(app, f"{API_PREFIX}/docs")
     _mount_ui(app, settings.ui_dir or Path("frontend/dist"))
     return app
 

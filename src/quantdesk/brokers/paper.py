@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -44,15 +45,25 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quantdesk.alerts.model import Alert, AlertKind, AlertSink, Severity
+from quantdesk.brokers.paper_book import Plan, Resting, resting_from_event, same_terms
 from quantdesk.bus.base import EventBus, Subscription
 from quantdesk.core.fills import FillModel, match, volume_delta
 from quantdesk.core.instruments import InstrumentSpec
 from quantdesk.core.market import QUOTES_CHANNEL_PREFIX, Quote
-from quantdesk.core.orders import Order, OrderType, Product, Side, TimeInForce
+from quantdesk.core.orders import (
+    LIVE_STATUSES,
+    Order,
+    OrderStatus,
+    OrderType,
+    Product,
+    Side,
+    TimeInForce,
+)
 from quantdesk.errors import AppError
 from quantdesk.market.calendars import CalendarRangeError, exchange_of, get_calendar
 from quantdesk.market.quotes import QuoteCache
 from quantdesk.observability.audit import Actor
+from quantdesk.orders.fills import FillRequest
 from quantdesk.orders.models import OrderRow, PositionRow
 from quantdesk.orders.service import Oms, PlaceRequest, to_core
 from quantdesk.settings import PaperSession, Settings
@@ -61,7 +72,10 @@ from quantdesk.wallet.service import InsufficientFunds
 log = structlog.get_logger("quantdesk.paper")
 
 ORDER_EVENTS = "user:*:orders"
+ENDED_MEMORY = 100_000  # ended order ids remembered, so a late event cannot re-book one
 ORDER_EVENTS_QUEUE = 1_000_000  # order events must not be dropped (see PaperBroker.start)
+ORDER_EVENTS_BATCH = 10_000  # order events booked under one hold of the lock, at most
+QUOTES_BATCH = 10_000  # symbols whose queued quotes are coalesced at once, at most
 SQUARE_OFF_PREFIX = "squareoff:"
 SQUARE_OFF_ATTEMPTS = 3
 SYSTEM = Actor(None, "system:paper-engine", None, None)
@@ -74,13 +88,6 @@ class SweepReport:
     expired: int = 0
     cancelled: int = 0
     squared_off: int = 0
-
-
-@dataclass
-class Resting:
-    order: Order
-    accepted_at: datetime
-    hold_price: Decimal | None
 
 
 def fill_model(settings: Settings) -> FillModel:
@@ -111,6 +118,7 @@ class PaperBroker:
         self.retry_seconds = 5.0
         self.alerts: AlertSink | None = None  # set by the app: failures are alerted
         self._lock = asyncio.Lock()
+        self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended orders' ids
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._subscriptions: list[AbstractAsyncContextManager[Subscription]] = []
@@ -121,10 +129,11 @@ class PaperBroker:
         """Subscribe, then load the book in the background (so no order placed in between is
         missed, and an unreachable database delays the engine instead of failing the start).
 
-        Quotes and order events have separate subscriptions: a busy engine may skip stale
-        quotes (the bus drops a slow subscriber's oldest messages), but order events have a
-        queue large enough not to be dropped, and the periodic :meth:`resync` with the
-        database's live orders repairs the book if one ever is."""
+        Quotes and order events have separate subscriptions: a busy engine skips stale quotes
+        (it matches on the newest queued quote of each symbol, and the bus drops a slow
+        subscriber's oldest messages), but order events have a queue large enough not to be
+        dropped, and the periodic :meth:`resync` with the database's live orders repairs the
+        book if one ever is."""
         quotes = bus.subscribe(patterns=[QUOTES_CHANNEL_PREFIX + "*"])
         orders = bus.subscribe(patterns=[ORDER_EVENTS], queue_size=ORDER_EVENTS_QUEUE)
         self._subscriptions = [quotes, orders]
@@ -163,22 +172,102 @@ class PaperBroker:
             squared_off=report.squared_off,
         )
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="paper-sweeper")
-        await asyncio.gather(self._consume(quotes), self._consume(orders))
+        await asyncio.gather(self._consume_quotes(quotes), self._consume_orders(orders))
 
-    async def _consume(self, sub: Subscription) -> None:
+    async def _consume_quotes(self, sub: Subscription) -> None:
+        """Quotes, each time the newest of each symbol queued: an engine that fell behind
+        matches on the market as it is now, not on prices seconds old (an order accepted after
+        a stale quote's time could not fill on it anyway). The skipped quotes' volume still
+        counts: the volume delta runs from the last quote matched to the newest."""
         async for channel, message in sub:
+            newest = {channel: message}
+            while len(newest) < QUOTES_BATCH and (more := sub.get_nowait()) is not None:
+                newest.pop(more[0], None)  # re-inserted last: symbols keep their arrival order
+                newest[more[0]] = more[1]
+            for symbol_channel, quote in newest.items():
+                try:
+                    await self.handle(symbol_channel, quote)
+                except Exception as exc:  # one bad message must not stop the engine
+                    log.error("paper_broker_message_failed", channel=channel, error=repr(exc))
+                    kind, title = AlertKind.SYSTEM_ERROR, "Paper engine: a bus message failed"
+                    self._alert(kind, title, exc, "quotes")
+
+    async def _consume_orders(self, sub: Subscription) -> None:
+        """Order events, each time with every one queued behind it (:meth:`on_order_events`)."""
+        async for channel, message in sub:
+            batch = [(channel, message)]
+            while len(batch) < ORDER_EVENTS_BATCH and (more := sub.get_nowait()) is not None:
+                batch.append(more)
+            events = [
+                m for _, m in batch if m.get("type") == "order" and isinstance(m.get("id"), str)
+            ]
             try:
-                await self.handle(channel, message)
+                await self.on_order_events(events)
             except Exception as exc:  # one bad message must not stop the engine
                 log.error("paper_broker_message_failed", channel=channel, error=repr(exc))
-                kind, source = AlertKind.SYSTEM_ERROR, channel.split(":", 1)[0]
-                self._alert(kind, "Paper engine: a bus message failed", exc, source)
+                self._alert(
+                    AlertKind.SYSTEM_ERROR, "Paper engine: a bus message failed", exc, "user"
+                )
 
     async def handle(self, channel: str, message: dict[str, Any]) -> None:
         if channel.startswith(QUOTES_CHANNEL_PREFIX):
             await self.on_quote(Quote.from_json(message))
         elif message.get("type") == "order" and isinstance(message.get("id"), str):
-            await self.refresh(message["id"])
+            await self.on_order_event(message)
+
+    async def on_order_event(self, message: dict[str, Any]) -> None:
+        await self.on_order_events([message])
+
+    async def on_order_events(self, messages: list[dict[str, Any]]) -> None:
+        """Keep the book current from order events without reading the database where an
+        event says all: an ended order leaves the book; a new, unfilled live order is booked
+        from the event itself; the engine's own fills are already in the book. Anything else
+        (a modification, an event the book cannot place) is read fresh (:meth:`refresh`).
+        All of them under one hold of the engine's lock: a burst of orders is booked at once,
+        not one event per quote."""
+        to_read: dict[str, None] = {}
+        async with self._lock:
+            for message in messages:
+                if (order_id := self._book_event(message)) is not None:
+                    to_read[order_id] = None
+        for order_id in to_read:
+            await self.refresh(order_id)
+
+    def _book_event(self, message: dict[str, Any]) -> str | None:
+        """Apply one order event to the book; the order's id if it must be read instead."""
+        order_id: str = message["id"]
+        try:
+            status = OrderStatus(message["status"])
+        except (KeyError, ValueError):
+            return order_id
+        if status not in LIVE_STATUSES:
+            self._drop(order_id)
+            self._ended[order_id] = None
+            while len(self._ended) > ENDED_MEMORY:
+                self._ended.popitem(last=False)
+            return None
+        if order_id in self._ended:
+            return None  # a late event of an order that has ended since
+        current = self._find(order_id)
+        if current is not None:
+            # Same terms: the engine's own fill, or an event older than the book.
+            return None if same_terms(current.order, message) else order_id
+        return None if self._book_from_event(message) else order_id
+
+    def _find(self, order_id: str) -> Resting | None:
+        for orders in self.book.values():
+            if (resting := orders.get(order_id)) is not None:
+                return resting
+        return None
+
+    def _book_from_event(self, m: dict[str, Any]) -> bool:
+        """Book a new order from its event (True) if the event carries all the book needs
+        (:func:`.paper_book.resting_from_event`) and the instrument's spec is known."""
+        resting = resting_from_event(m) if m.get("symbol") in self.specs else None
+        if resting is None:
+            return False
+        self.book.setdefault(resting.order.symbol, {})[resting.order.id] = resting
+        return True
 
     # --- the book -----------------------------------------------------------------------------
 
@@ -357,7 +446,12 @@ class PaperBroker:
     # --- matching -----------------------------------------------------------------------------
 
     async def on_quote(self, quote: Quote) -> int:
-        """Match the symbol's live orders against ``quote``; the number of fills applied."""
+        """Match the symbol's live orders against ``quote``; the number of fills applied.
+
+        Every fill the quote produces is applied in ONE transaction (:meth:`Oms.apply_fills`);
+        if that batch fails (a fill the account cannot pay for, an order that ended
+        meanwhile), it is rolled back and the fills are applied one by one, each with its own
+        outcome."""
         async with self._lock:
             previous = self.last.get(quote.symbol)
             self.last[quote.symbol] = quote
@@ -365,59 +459,95 @@ class PaperBroker:
             if not orders:
                 return 0
             traded = volume_delta(previous, quote)
-            applied = 0
+            plans: list[Plan] = []
             for resting in list(orders.values()):
                 try:
-                    applied += await self._match(resting, quote, traded)
+                    plans.append(await self._plan(resting, quote, traded))
                 except Exception as exc:  # logged; the order leaves the book until reloaded
-                    log.error("paper_fill_failed", order_id=resting.order.id, error=repr(exc))
-                    self._alert(
-                        AlertKind.ORDER_FAILED,
-                        "Paper fill failed",
-                        exc,
-                        f"{resting.order.symbol} order {resting.order.id}",
-                        resting.order.account,
-                    )
-                    orders.pop(resting.order.id, None)
+                    self._failed(orders, resting, exc)
+            applied = await self._apply_batch(plans)
+            for plan in plans:
+                try:
+                    if not plan.batched:
+                        applied += await self._apply_each(plan)
+                    if plan.cancel is not None and plan.resting.order.is_live:
+                        await self._cancel(plan.resting, plan.cancel)
+                except Exception as exc:
+                    self._failed(orders, plan.resting, exc)
+            for resting in list(orders.values()):
                 if not resting.order.is_live:
                     orders.pop(resting.order.id, None)
             self.fills += applied
             return applied
 
-    async def _match(self, resting: Resting, quote: Quote, traded: int) -> int:
+    async def _plan(self, resting: Resting, quote: Quote, traded: int) -> Plan:
+        """What ``quote`` does to one order: its trigger (applied now), the fills to apply and
+        why the rest is cancelled (market protection, an IOC's remainder)."""
         order = resting.order
-        spec = self.specs[order.symbol]
         m = match(
             order,
             quote,
-            spec,
+            self.specs[order.symbol],
             accepted_at=resting.accepted_at,
             traded_volume=traded,
             model=self.model,
             rng=self.rng,
         )
-        applied = 0
         if m.triggered:
             async with self.sessions() as db:
                 resting.order = await self.oms.trigger(db, order.id, quote.ts)
+        plan = Plan(resting)
+        filled = resting.order.filled_quantity
         for proposed in m.fills:
             if not self._protected(resting, proposed.price):
-                await self._cancel(resting, "market protection: price beyond the held worst case")
-                return applied
+                plan.cancel = "market protection: price beyond the held worst case"
+                return plan
+            trade_id = f"paper:{order.id}:{filled}"
+            plan.fills.append(
+                FillRequest(order.id, proposed.quantity, proposed.price, trade_id, quote.ts)
+            )
+            filled += proposed.quantity
+        if m.cancel_remainder:
+            plan.cancel = "IOC: unfilled remainder cancelled"
+        return plan
+
+    async def _apply_batch(self, plans: list[Plan]) -> int:
+        """All the plans' fills in one transaction; 0 (and nothing marked batched) if the
+        batch failed and was rolled back."""
+        requests = [f for p in plans for f in p.fills]
+        if len(requests) < 2:
+            return 0  # one fill: applied by _apply_each, with its own error handling
+        try:
+            async with self.sessions() as db:
+                results = await self.oms.apply_fills(db, requests)
+        except Exception as exc:  # rolled back: each fill is applied on its own instead
+            log.warning("paper_batch_fallback", fills=len(requests), error=repr(exc))
+            return 0
+        by_order = iter(results)
+        for plan in plans:
+            for _ in plan.fills:
+                plan.resting.order = next(by_order).order
+            plan.batched = True
+        return sum(int(r.applied) for r in results)
+
+    async def _apply_each(self, plan: Plan) -> int:
+        resting, order = plan.resting, plan.resting.order
+        applied = 0
+        for request in plan.fills:
             try:
                 async with self.sessions() as db:
                     result = await self.oms.apply_fill(
                         db,
                         order.id,
-                        proposed.quantity,
-                        proposed.price,
+                        request.quantity,
+                        request.price,
                         paper_trade_id(resting.order),
-                        quote.ts,
+                        request.at,
                     )
             except InsufficientFunds:
                 # The hold no longer covers the fill (an MIS order's position changed since it
                 # was placed): the venue refuses the trade rather than overdraw the account.
-                await self._cancel(resting, "margin shortfall: the fill is not covered by funds")
+                plan.cancel = "margin shortfall: the fill is not covered by funds"
                 self._alert(
                     AlertKind.ORDER_REJECTED,
                     "Fill refused: margin shortfall",
@@ -429,9 +559,18 @@ class PaperBroker:
                 return applied
             resting.order = result.order
             applied += int(result.applied)
-        if m.cancel_remainder and resting.order.is_live:
-            await self._cancel(resting, "IOC: unfilled remainder cancelled")
         return applied
+
+    def _failed(self, orders: dict[str, Resting], resting: Resting, exc: Exception) -> None:
+        log.error("paper_fill_failed", order_id=resting.order.id, error=repr(exc))
+        self._alert(
+            AlertKind.ORDER_FAILED,
+            "Paper fill failed",
+            exc,
+            f"{resting.order.symbol} order {resting.order.id}",
+            resting.order.account,
+        )
+        orders.pop(resting.order.id, None)
 
     def _alert(
         self,

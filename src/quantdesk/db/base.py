@@ -23,6 +23,7 @@ def import_all_models() -> None:
     import quantdesk.alerts.inbox
     import quantdesk.auth.models
     import quantdesk.backtest.models
+    import quantdesk.brokers.accounts
     import quantdesk.deploy.models
     import quantdesk.market.models
     import quantdesk.ml.models_db

@@ -584,10 +584,11 @@ def demo_seed_command(
     start); with --force the demo symbols' bars are deleted and seeded again. Applies database
     migrations first unless QUANTDESK_AUTO_MIGRATE=false.
     """
+    from quantdesk.datadir import prepare_data_dir
     from quantdesk.db.migrate import upgrade
 
     settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     if settings.auto_migrate:
         upgrade(settings.resolved_database_url)
     result = _database(

@@ -9,7 +9,18 @@ from typing import Any
 
 import structlog
 
-_REDACT = frozenset({"password", "authorization", "access_token", "refresh_token", "jwt_secret"})
+_REDACT = frozenset(
+    {
+        "password",
+        "authorization",
+        "access_token",
+        "refresh_token",
+        "jwt_secret",
+        "api_secret",
+        "secrets_key",
+        "vault_token",
+    }
+)
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -80,6 +91,9 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our own access log carries more (route, request id, user); uvicorn's would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
+    # aiosqlite logs every statement WITH its parameters at DEBUG (row values, password hashes,
+    # API keys): never below INFO, whatever the level.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -17,7 +17,7 @@ not stored and holds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -144,21 +144,19 @@ def check_batch(body: BatchIn, caller_id: int, caller_is_admin: bool) -> int:
     return owner
 
 
-async def place_each(
-    orders: Sequence[BatchOrderIn],
-    place: Callable[[BatchOrderIn], Awaitable[tuple[OrderOut, bool]]],
-    rollback: Callable[[], Awaitable[None]],
+def results_of(
+    orders: Sequence[BatchOrderIn], outcomes: Sequence[tuple[OrderOut, bool] | AppError]
 ) -> BatchOut:
-    """Place ``orders`` one by one with ``place`` (-> the order, whether it was created); a
-    refusal (an :class:`AppError`) becomes that order's rejection and the rest go on."""
+    """The batch's answer: per order (in order) the accepted order and whether it was created
+    now, or its refusal (an :class:`AppError`) as a rejection."""
     results: list[BatchResultOut] = []
-    for index, order in enumerate(orders):
-        try:
-            out, created = await place(order)
-        except AppError as exc:
-            await rollback()
+    for index, (order, outcome) in enumerate(zip(orders, outcomes, strict=True)):
+        if isinstance(outcome, AppError):
             error = RejectionOut(
-                code=exc.code, message=exc.message, status=exc.status_code, details=exc.details
+                code=outcome.code,
+                message=outcome.message,
+                status=outcome.status_code,
+                details=outcome.details,
             )
             results.append(
                 BatchResultOut(
@@ -171,6 +169,7 @@ async def place_each(
                 )
             )
             continue
+        out, created = outcome
         results.append(
             BatchResultOut(
                 index=index,

@@ -20,15 +20,14 @@ from quantdesk.api.types import NO_NUL
 from quantdesk.auth.models import User
 from quantdesk.auth.roles import Role
 from quantdesk.core.orders import OrderStatus
-from quantdesk.errors import ValidationFailed
+from quantdesk.errors import AppError, ValidationFailed
 from quantdesk.openapi import error_responses
 from quantdesk.orders.batch import (
     MAX_BATCH,
     BatchIn,
-    BatchOrderIn,
     BatchOut,
     check_batch,
-    place_each,
+    results_of,
 )
 from quantdesk.orders.reasons import last_reason_of
 from quantdesk.orders.schemas import (
@@ -144,7 +143,8 @@ async def place_order(
     )
     if not placed.created:
         response.status_code = status.HTTP_200_OK
-    return OrderOut.of(placed.order, await last_reason_of(db, placed.order.id))
+    reason = placed.reason if placed.created else await last_reason_of(db, placed.order.id)
+    return OrderOut.of(placed.order, reason)
 
 
 def _statuses(values: list[str]) -> list[OrderStatus]:
@@ -310,7 +310,8 @@ async def list_positions(
     description='`{"orders": [...]}`: each order as `POST /orders` takes it, with its own '
     "`client_order_id` (required; resubmitting the basket returns the originals) and, for an "
     "admin, an optional `user_id` (one account per batch). Each order is placed as `POST "
-    "/orders` places it, one after the other; one order's rejection never blocks the rest: "
+    "/orders` places it, one after the other (each sees the holds of those before it), all in "
+    "one transaction; one order's rejection never blocks the rest: "
     "`results[i]` is the accepted order (`status: accepted`, `created` false for a client id "
     "seen before) or its rejection (`status: rejected`, `error.code` and `error.status` as "
     "`POST /orders` answers them; a rejected order is not stored and holds nothing). The batch "
@@ -329,24 +330,26 @@ async def place_batch(
     owner = check_batch(body, user.id, user.role == Role.ADMIN)
     actor = user_actor(request, user)
 
-    async def place(order: BatchOrderIn) -> tuple[OrderOut, bool]:
-        placed = await oms.place(
-            db,
-            owner,
-            PlaceRequest(
-                symbol=order.symbol,
-                side=order.side,
-                order_type=order.order_type,
-                quantity=order.quantity,
-                product=order.product,
-                time_in_force=order.time_in_force,
-                limit_price=order.limit_price,
-                stop_price=order.stop_price,
-                client_order_id=order.client_order_id,
-            ),
-            actor=actor,
+    requests = [
+        PlaceRequest(
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            quantity=order.quantity,
+            product=order.product,
+            time_in_force=order.time_in_force,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            client_order_id=order.client_order_id,
         )
-        out = OrderOut.of(placed.order, await last_reason_of(db, placed.order.id))
-        return out, placed.created
-
-    return await place_each(body.orders, place, db.rollback)
+        for order in body.orders
+    ]
+    placed = await oms.place_many(db, owner, requests, actor=actor)
+    outcomes: list[tuple[OrderOut, bool] | AppError] = []
+    for p in placed:
+        if isinstance(p, AppError):
+            outcomes.append(p)
+        else:
+            reason = p.reason if p.created else await last_reason_of(db, p.order.id)
+            outcomes.append((OrderOut.of(p.order, reason), p.created))
+    return results_of(body.orders, outcomes)

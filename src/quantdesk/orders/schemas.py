@@ -125,6 +125,10 @@ class OrderOut(BaseModel):
     triggered: bool
     currency: str
     held_amount: str = Field(description="Cash still reserved for the order")
+    hold_price: str | None = Field(
+        description="The worst-case price the hold was computed at; the paper engine cancels "
+        "the rest of an order rather than fill it beyond this price (market protection)"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -154,6 +158,7 @@ class OrderOut(BaseModel):
             triggered=o.triggered,
             currency=o.currency,
             held_amount=money_str(o.held_amount, o.currency),
+            hold_price=price_str(o.hold_price),
             created_at=o.created_at,
             updated_at=o.updated_at,
         )

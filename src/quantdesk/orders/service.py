@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import uuid
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Select, and_, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quantdesk.bus.base import EventBus
@@ -47,13 +47,14 @@ from quantdesk.core.charges import (
 from quantdesk.core.errors import DomainError
 from quantdesk.core.instruments import InstrumentRef, InstrumentSpec, InvalidInstrumentRef
 from quantdesk.core.orders import Order, OrderStatus, OrderType, Product, Side, TimeInForce
-from quantdesk.core.positions import Fill, Position, day_pnl
+from quantdesk.core.positions import Fill, day_pnl
 from quantdesk.errors import AppError, Conflict, NotFound, ValidationFailed
 from quantdesk.market.calendars import CalendarRangeError, exchange_of, get_calendar
 from quantdesk.market.models import Instrument
 from quantdesk.market.quotes import QuoteCache
 from quantdesk.observability import audit
-from quantdesk.orders import reasons, same_day
+from quantdesk.orders import fills, placing, reasons
+from quantdesk.orders.fills import Applied, FillRequest
 from quantdesk.orders.models import OrderEventRow, OrderRow, PositionRow, TradeRow
 from quantdesk.orders.schemas import (
     MAX_ORDER_QUANTITY,
@@ -69,11 +70,25 @@ from quantdesk.wallet.schemas import WalletOut
 
 log = structlog.get_logger("quantdesk.orders")
 
-VENUE: Final = "paper"
 _IST: Final = ZoneInfo("Asia/Kolkata")
 _PRICE = re.compile(r"[0-9]{1,10}(\.[0-9]{1,4})?")
 _ZERO: Final = Decimal(0)
 _LIVE: Final = tuple(s.value for s in core.LIVE_STATUSES)
+# How long an instrument's spec and last close are reused before reading them again: the
+# instruments master changes when it is loaded (daily), not between two orders.
+INSTRUMENT_TTL_SECONDS: Final = 30.0
+# Per database (engine): (exchange, symbol) -> (expires at, name, spec, last close) of the
+# active instruments as last read; shared by every OMS of the process (one per request).
+_CachedInstrument = tuple[float, str, InstrumentSpec, Decimal | None]
+_INSTRUMENTS: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], _CachedInstrument]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _instruments(db: AsyncSession) -> dict[tuple[str, str], _CachedInstrument]:
+    engine = db.get_bind()
+    assert isinstance(engine, Engine)
+    return _INSTRUMENTS.setdefault(engine, {})
 
 
 # --- requests and results ---------------------------------------------------------------------
@@ -103,6 +118,7 @@ class ModifyRequest:
 class Placed:
     order: OrderRow
     created: bool
+    reason: str | None = None  # the stored transition's, for a new order
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +136,6 @@ class PositionView:
     row: PositionRow
     mark: Decimal | None
     day_pnl: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What :meth:`Oms.apply_fill` did: ``applied`` is False for a broker trade id seen before."""
-
-    applied: bool
-    order: Order
-    trade: TradeRow | None = None
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -218,20 +225,6 @@ def trade_date(at: datetime) -> date:
     return at.astimezone(_IST).date()
 
 
-def _event_row(event: core.OrderEvent) -> OrderEventRow:
-    return OrderEventRow(
-        order_id=event.order_id,
-        action=str(event.action),
-        from_status=str(event.from_status),
-        to_status=str(event.to_status),
-        reason=event.reason[:256],
-        quantity=event.quantity,
-        price=event.price,
-        trade_id=event.trade_id,
-        at=event.at,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Market:
     """What validation and the hold need from the instruments master and the quote cache."""
@@ -284,110 +277,19 @@ class Oms:
         checks and holds what the account has, up to what the order needs, instead of refusing.
         """
         now = self.clock()
-        coid = req.client_order_id or uuid.uuid4().hex
-        if (existing := await self._by_client_id(db, user_id, coid)) is not None:
-            return Placed(existing, False)
-        quantity = check_quantity(req.quantity)
-        market = await self._market(db, req.symbol)
+        prepared = await placing.prepare(self, db, user_id, req, now, system=system)
+        if isinstance(prepared, Placed):
+            return prepared
         try:
-            order = Order(
-                id=uuid.uuid4().hex,
-                client_order_id=coid,
-                account=str(user_id),
-                symbol=market.symbol,
-                side=req.side,
-                order_type=req.order_type,
-                product=req.product,
-                time_in_force=req.time_in_force,
-                quantity=quantity,
-                limit_price=parse_price(req.limit_price, "limit_price"),
-                stop_price=parse_price(req.stop_price, "stop_price"),
+            locked = await wallet_service.lock_wallet_rows(db, user_id, prepared.currency)
+            row, reason = await placing.write(
+                self, db, user_id, prepared, locked, now, actor=actor, system=system
             )
-            core.validate_order(order, market.spec, reference_price=market.price)
-        except DomainError as exc:
-            raise _as_app_error(exc) from exc
-        if not system:
-            self._check_session(market.symbol, now)
-            if order.product is Product.MIS:
-                self._check_mis_cutoff(market.symbol, now)
-        if order.product is not Product.MIS:
-            hold_price, amount = self._requirement(order, market, now)  # fail before locking
-        currency = market.spec.currency
-        try:
-            wallet = await wallet_service.lock_wallet(db, user_id, currency)
-            if order.product is Product.MIS:
-                closable = await self._closable(db, user_id, order, None)
-                hold_price, amount = self._requirement(order, market, now, closable)
-            # After the lock: a concurrent request with the same id has committed by now.
-            if await self._by_client_id(db, user_id, coid) is not None:
-                await db.rollback()
-                return Placed(await self._by_client_id_or_fail(db, user_id, coid), False)
-            if order.product is Product.CNC and order.side is Side.SELL:
-                core.check_holdings(order, await self._free_holdings(db, user_id, order.symbol))
-            if not system:
-                await self.risk.pre_trade(
-                    db,
-                    user_id,
-                    order,
-                    value=hold_price * order.quantity,
-                    reference=market.price,
-                    marks=self._marks,
-                    now=now,
-                    day=trade_date(now),
-                )
-            if system:
-                amount = min(amount, max(wallet.available, _ZERO))
-            self._check_funds(amount, wallet.available, currency)
-            accepted, event = core.accept(order, at=now)
-            row = OrderRow(
-                id=order.id,
-                user_id=user_id,
-                client_order_id=coid,
-                symbol=order.symbol,
-                side=order.side.value,
-                order_type=order.order_type.value,
-                product=order.product.value,
-                time_in_force=order.time_in_force.value,
-                quantity=order.quantity,
-                limit_price=order.limit_price,
-                stop_price=order.stop_price,
-                filled_quantity=0,
-                filled_value=_ZERO,
-                status=accepted.status.value,
-                triggered=False,
-                currency=currency,
-                held_amount=amount,
-                hold_price=hold_price,
-                created_at=now,
-                updated_at=now,
-            )
-            db.add(row)
-            await db.flush()
-            db.add(_event_row(event))
-            if amount > 0:
-                entry = ledger.hold(
-                    user_id,
-                    amount,
-                    currency,
-                    available=wallet.available,
-                    ref=order.id,
-                    memo=f"hold for order {order.id}",
-                )
-                await wallet_service.post(db, entry, lock=False, at=now)
-            if actor is not None:
-                audit.record(
-                    db,
-                    actor,
-                    "order.place",
-                    target_type="order",
-                    target_id=order.id,
-                    changes=_order_changes(row),
-                    at=now,
-                )
+            messages = await self._outbox(db, user_id, order=row, wallet=True, reason=reason)
             await db.commit()
         except IntegrityError:
             await db.rollback()
-            if (existing := await self._by_client_id(db, user_id, coid)) is not None:
+            if (existing := await self._by_client_id(db, user_id, prepared.coid)) is not None:
                 return Placed(existing, False)
             raise
         except DomainError as exc:
@@ -397,8 +299,73 @@ class Oms:
             await db.rollback()
             raise
         log.info("order_placed", order_id=row.id, user_id=user_id, symbol=row.symbol)
-        await self.publish(db, user_id, order=row, wallet=True, reason=event.reason)
-        return Placed(row, True)
+        await self._send(messages)
+        return Placed(row, True, reason)
+
+    async def place_many(
+        self,
+        db: AsyncSession,
+        user_id: int,
+        requests: Sequence[PlaceRequest],
+        *,
+        actor: audit.Actor | None,
+    ) -> list[Placed | AppError]:
+        """Place a basket for one account in ONE transaction, each order as :meth:`place`
+        would, in order (each sees the holds and orders before it): per request the order
+        (``created`` False for a client order id seen before) or its refusal, which stores
+        and holds nothing and never blocks the rest. Commits once. If the transaction itself
+        fails (a concurrent request took one of the client ids), it is rolled back and the
+        orders are placed one by one instead."""
+        now = self.clock()
+        out: list[Placed | AppError | None] = [None] * len(requests)
+        todo: list[tuple[int, placing.Prepared]] = []
+        for i, req in enumerate(requests):
+            try:
+                prepared = await placing.prepare(self, db, user_id, req, now, system=False)
+            except AppError as exc:
+                out[i] = exc
+                continue
+            if isinstance(prepared, Placed):
+                out[i] = prepared
+            else:
+                todo.append((i, prepared))
+        messages: list[tuple[str, dict[str, Any]]] = []
+        try:
+            locked: dict[tuple[str, str], Decimal] = {}
+            for currency in sorted({p.currency for _, p in todo}):
+                locked.update(await wallet_service.lock_wallet_rows(db, user_id, currency))
+            for i, prepared in todo:
+                try:
+                    row, reason = await placing.write(
+                        self, db, user_id, prepared, locked, now, actor=actor, system=False
+                    )
+                except AppError as exc:  # refused before anything was written for it
+                    out[i] = exc
+                    continue
+                except DomainError as exc:
+                    out[i] = _as_app_error(exc)
+                    continue
+                out[i] = Placed(row, True, reason)
+                messages += await self._outbox(db, user_id, order=row, reason=reason)
+            if todo:
+                messages += await self._outbox(db, user_id, wallet=True)
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+            return [await self._place_or_refusal(db, user_id, r, actor) for r in requests]
+        except BaseException:
+            await db.rollback()
+            raise
+        await self._send(messages)
+        return [r for r in out if r is not None]
+
+    async def _place_or_refusal(
+        self, db: AsyncSession, user_id: int, req: PlaceRequest, actor: audit.Actor | None
+    ) -> Placed | AppError:
+        try:
+            return await self.place(db, user_id, req, actor=actor)
+        except AppError as exc:
+            return exc
 
     def _check_session(self, symbol: str, now: datetime) -> None:
         if self.settings.paper_session is PaperSession.ALWAYS:
@@ -614,7 +581,7 @@ class Oms:
                 )
                 await wallet_service.post(db, entry, at=now)
             row.status, row.held_amount, row.updated_at = new.status.value, _ZERO, now
-            db.add(_event_row(event))
+            db.add(fills.event_row(event))
             if actor is not None:
                 audit.record(
                     db,
@@ -625,6 +592,9 @@ class Oms:
                     changes={"reason": reason, "status": new.status.value},
                     at=now,
                 )
+            messages = await self._outbox(
+                db, row.user_id, order=row, wallet=True, reason=event.reason
+            )
             await db.commit()
         except DomainError as exc:
             await db.rollback()
@@ -632,7 +602,7 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row, wallet=True, reason=event.reason)
+        await self._send(messages)
         return row
 
     async def modify(
@@ -699,7 +669,7 @@ class Oms:
                 new.stop_price,
             )
             row.held_amount, row.hold_price, row.updated_at = need, hold_price, now
-            db.add(_event_row(event))
+            db.add(fills.event_row(event))
             if actor is not None:
                 audit.record(
                     db,
@@ -710,6 +680,9 @@ class Oms:
                     changes=_order_changes(row),
                     at=now,
                 )
+            messages = await self._outbox(
+                db, row.user_id, order=row, wallet=True, reason=event.reason
+            )
             await db.commit()
         except DomainError as exc:
             await db.rollback()
@@ -717,7 +690,7 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row, wallet=True, reason=event.reason)
+        await self._send(messages)
         return row
 
     # --- broker events ------------------------------------------------------------------------
@@ -731,164 +704,53 @@ class Oms:
         broker_trade_id: str,
         at: datetime,
     ) -> Applied:
-        """Apply one broker fill in ONE transaction: order and its event, the trade, the
-        position, the trade entry (releasing the hold for what the fill spent) and one entry
-        per charge component (the order's cumulative charges minus those already posted, plus
-        the DP charge on a scrip's first delivery sell of the day); for a CNC fill, the
-        adjustment recharging the day's same-day square-off as intraday (:mod:`.same_day`).
-        A ``broker_trade_id`` seen before changes nothing (``applied`` False); commits."""
+        """Apply one broker fill in ONE transaction (see :func:`.fills.apply_fills`); commits.
+        A ``broker_trade_id`` seen before changes nothing (``applied`` False)."""
         try:
-            row = await self._locked(db, order_id, None)
-            if await self._trade_exists(db, broker_trade_id):
-                current = to_core(row)
-                await db.rollback()
-                return Applied(False, current)
-            old = to_core(row)
-            new, event = core.fill(old, quantity, price, broker_trade_id, at=at)
-            day = trade_date(at)
-            fees = self.order_charges(new, day) - self.order_charges(old, day)
-            first_delivery_sell = (
-                old.product is Product.CNC
-                and old.side is Side.SELL
-                and not await self._sold_delivery_today(db, row.user_id, row.symbol, at)
+            (result,) = await self.apply_fills(
+                db, [FillRequest(order_id, quantity, price, broker_trade_id, at)]
             )
-            if first_delivery_sell:
-                fees = fees + self.calculator.dp_charges(day)
-            position = await self._locked_position(db, row.user_id, row.symbol, row.product, at)
-            before = Position(
-                row.symbol,
-                position.quantity,
-                position.open_cost,
-                position.realised_pnl,
-                position.fees,
-            )
-            folded = before.apply(
-                Fill(row.symbol, old.side, quantity, price, fees.total, broker_trade_id)
-            )
-            last = not new.is_live
-            memo = f"{old.side.lower()} {quantity} {row.symbol} @ {price} ({broker_trade_id})"
-            if old.product is Product.MIS:
-                trade_entry, margin = self._intraday_entry(
-                    row, before, folded, quantity, price, fees.total, position.margin, last, memo
-                )
-            else:
-                value = price * quantity
-                spent = fees.total + (value if old.side is Side.BUY else _ZERO)
-                released = ledger.release_for_fill(row.held_amount, spent, last=last)
-                trade_entry = ledger.settle_fill(
-                    row.user_id,
-                    old.side,
-                    quantity,
-                    price,
-                    row.currency,
-                    venue=VENUE,
-                    released=released,
-                    ref=row.id,
-                    memo=memo,
-                )
-                margin = position.margin
-            trade = TradeRow(
-                id=uuid.uuid4().hex,
-                order_id=row.id,
-                user_id=row.user_id,
-                symbol=row.symbol,
-                side=row.side,
-                product=row.product,
-                quantity=quantity,
-                price=price,
-                fees=fees.total,
-                currency=row.currency,
-                broker_trade_id=broker_trade_id,
-                at=at,
-            )
-            entries = [
-                *([] if trade_entry is None else [trade_entry]),
-                *ledger.charges(row.user_id, fees.as_dict(), row.currency, ref=row.id),
-                *await same_day.adjustment(db, self.calculator, trade),
-            ]
-            held_change = sum(
-                (
-                    p.amount
-                    for e in entries
-                    for p in e.postings
-                    if p.account == ledger.user_held(row.user_id)
-                ),
-                _ZERO,
-            )
-            await wallet_service.post_many(db, entries, at=at)
-            db.add(trade)
-            position.quantity, position.open_cost = folded.quantity, folded.open_cost
-            position.realised_pnl, position.fees = folded.realised_pnl, folded.fees
-            position.margin, position.updated_at = margin, at
-            row.status, row.filled_quantity = new.status.value, new.filled_quantity
-            row.filled_value, row.held_amount = new.filled_value, row.held_amount + held_change
-            row.updated_at = at
-            db.add(_event_row(event))
-            await db.flush()
-            await db.commit()
         except IntegrityError:
             # The same broker trade id applied concurrently: the other one won.
-            await db.rollback()
             row = await self._get(db, order_id, None)
             return Applied(False, to_core(row))
+        return result
+
+    async def apply_fills(self, db: AsyncSession, requests: Sequence[FillRequest]) -> list[Applied]:
+        """Apply broker fills in order in ONE transaction, all or nothing (the first that
+        fails rolls back the rest and raises); commits, then publishes each applied fill's
+        order, trade and position and each account's wallet (read before the commit, so the
+        events cost no transaction of their own)."""
+        try:
+            results, effects = await fills.apply_fills(self, db, requests)
+            messages = await self._fill_messages(db, effects)
+            await db.commit()
         except DomainError as exc:
             await db.rollback()
             raise _as_app_error(exc) from exc
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(
-            db,
-            row.user_id,
-            order=row,
-            trade=trade,
-            position=position,
-            wallet=True,
-            reason=event.reason,
-        )
-        return Applied(True, new, trade)
+        await self._send(messages)
+        return results
 
-    def _intraday_entry(
-        self,
-        row: OrderRow,
-        before: Position,
-        after: Position,
-        quantity: int,
-        price: Decimal,
-        fees: Decimal,
-        margin: Decimal,
-        last: bool,
-        memo: str,
-    ) -> tuple[ledger.JournalEntry | None, Decimal]:
-        """The trade entry of an MIS fill and the position's margin after it: the part that
-        closes unblocks its share of the margin and settles its realised P&L (to the paisa);
-        the part that opens blocks value / leverage. The hold releases what the fill needs in
-        cash (never more than it still holds; the last fill releases the rest)."""
-        closing = before.quantity != 0 and (before.quantity > 0) != (row.side == Side.BUY.value)
-        closed = min(quantity, abs(before.quantity)) if closing else 0
-        opened = quantity - closed
-        if closed == 0:
-            margin_out = _ZERO
-        elif closed == abs(before.quantity):
-            margin_out = margin
-        else:
-            margin_out = (margin * closed / abs(before.quantity)).quantize(PAISA, ROUND_DOWN)
-        margin_in = self.margin(price * opened) if opened else _ZERO
-        realised = (after.realised_pnl - before.realised_pnl).quantize(PAISA, ROUND_HALF_EVEN)
-        need = margin_in + fees - margin_out - realised
-        released = ledger.release_for_fill(row.held_amount, max(need, _ZERO), last=last)
-        entry = ledger.settle_intraday(
-            row.user_id,
-            row.currency,
-            venue=VENUE,
-            released=released,
-            margin_in=margin_in,
-            margin_out=margin_out,
-            realised=realised,
-            ref=row.id,
-            memo=memo,
-        )
-        return entry, margin - margin_out + margin_in
+    async def _fill_messages(
+        self, db: AsyncSession, effects: Sequence[fills.Effect]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The events of applied fills: per fill its order and trade; per account its
+        positions as they end and its wallet."""
+        messages: list[tuple[str, dict[str, Any]]] = []
+        positions: dict[int, dict[tuple[str, str], PositionRow]] = {}
+        for e in effects:
+            messages += await self._outbox(
+                db, e.row.user_id, order=e.row, trade=e.trade, reason=e.reason
+            )
+            positions.setdefault(e.row.user_id, {})[(e.position.symbol, e.position.product)] = (
+                e.position
+            )
+        for user_id, rows in positions.items():
+            messages += await self._outbox(db, user_id, positions=list(rows.values()), wallet=True)
+        return messages
 
     async def trigger(self, db: AsyncSession, order_id: str, at: datetime) -> Order:
         """Record that a stop order's stop price traded; commits."""
@@ -896,7 +758,8 @@ class Oms:
             row = await self._locked(db, order_id, None)
             new, event = core.trigger(to_core(row), at=at)
             row.triggered, row.updated_at = True, at
-            db.add(_event_row(event))
+            db.add(fills.event_row(event))
+            messages = await self._outbox(db, row.user_id, order=row, reason=event.reason)
             await db.commit()
         except DomainError as exc:
             await db.rollback()
@@ -904,7 +767,7 @@ class Oms:
         except BaseException:
             await db.rollback()
             raise
-        await self.publish(db, row.user_id, order=row, reason=event.reason)
+        await self._send(messages)
         return new
 
     # --- reads --------------------------------------------------------------------------------
@@ -1006,13 +869,30 @@ class Oms:
         return views
 
     async def _last_closes(self, db: AsyncSession, symbols: Sequence[str]) -> dict[str, Decimal]:
-        keys = [(r.exchange, r.symbol) for r in map(InstrumentRef.parse, symbols)]
-        q = select(Instrument).where(tuple_(Instrument.exchange, Instrument.symbol).in_(keys))
-        return {
-            str(i.ref): i.last_price
-            for i in (await db.execute(q)).scalars()
-            if i.last_price is not None
-        }
+        closes: dict[str, Decimal] = {}
+        keys = []
+        now = time.monotonic()
+        for ref in map(InstrumentRef.parse, symbols):
+            cached = _instruments(db).get((ref.exchange, ref.symbol))
+            if cached is not None and cached[0] > now:
+                if cached[3] is not None:
+                    closes[cached[1]] = cached[3]
+            else:
+                keys.append((ref.exchange, ref.symbol))
+        if keys:
+            q = select(Instrument).where(tuple_(Instrument.exchange, Instrument.symbol).in_(keys))
+            for i in (await db.execute(q)).scalars():
+                if i.is_active:
+                    expires = now + INSTRUMENT_TTL_SECONDS
+                    _instruments(db)[(i.exchange, i.symbol)] = (
+                        expires,
+                        str(i.ref),
+                        i.spec(),
+                        i.last_price,
+                    )
+                if i.last_price is not None:
+                    closes[str(i.ref)] = i.last_price
+        return closes
 
     async def open_intraday_positions(self, db: AsyncSession) -> list[PositionRow]:
         """Every MIS position not flat (what the square-off closes)."""
@@ -1052,31 +932,32 @@ class Oms:
 
     # --- publishing ---------------------------------------------------------------------------
 
-    async def publish(
+    async def _outbox(
         self,
         db: AsyncSession,
         user_id: int,
         *,
         order: OrderRow | None = None,
         trade: TradeRow | None = None,
-        position: PositionRow | None = None,
+        positions: Sequence[PositionRow] = (),
         wallet: bool = False,
         reason: str | None = None,
-    ) -> None:
-        """Best effort, after the commit: a bus hiccup must not turn a done change into an
-        error. ``reason``: the order's last transition's."""
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The bus events of a change, built in its transaction before the commit (the reads
+        they need cost no transaction of their own) and sent by :meth:`_send` after it.
+        ``reason``: the order's last transition's. Building them never fails the change: an
+        error is logged and the events are skipped."""
         if self.bus is None:
-            return
+            return []
+        messages: list[tuple[str, dict[str, Any]]] = []
         try:
-            messages: list[tuple[str, dict[str, Any]]] = []
             if order is not None:
                 body = OrderOut.of(order, reason and reason[:256]).model_dump(mode="json")
                 messages.append((user_channel(user_id, "orders"), {"type": "order", **body}))
             if trade is not None:
                 body = TradeOut.of(trade).model_dump(mode="json")
                 messages.append((user_channel(user_id, "trades"), {"type": "trade", **body}))
-            if position is not None:
-                (view,) = await self._views(db, user_id, [position])
+            for view in await self._views(db, user_id, positions):
                 body = PositionOut.of(view.row, view.mark, view.day_pnl).model_dump(mode="json")
                 messages.append((user_channel(user_id, "positions"), {"type": "position", **body}))
             if wallet:
@@ -1084,9 +965,22 @@ class Oms:
                     mode="json"
                 )
                 messages.append((user_channel(user_id, "wallet"), {"type": "wallet", **body}))
-            await self.bus.publish_many(messages)
+        except (DBAPIError, OSError):
+            raise  # the transaction itself is broken: the change fails with it
+        except Exception as exc:
+            log.warning("orders_events_failed", user_id=user_id, error=repr(exc))
+            return []
+        return messages
+
+    async def _send(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Best effort, after the commit: a bus hiccup must not turn a done change into an
+        error."""
+        if self.bus is None or not messages:
+            return
+        try:
+            await self.bus.publish_many(list(messages))
         except Exception as exc:  # any bus failure: logged, never raised
-            log.warning("orders_publish_failed", user_id=user_id, error=repr(exc))
+            log.warning("orders_publish_failed", error=repr(exc))
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -1095,16 +989,22 @@ class Oms:
             ref = InstrumentRef.parse(symbol)
         except InvalidInstrumentRef as exc:
             raise _unknown_symbol(symbol) from exc
-        q = select(Instrument).where(
-            Instrument.exchange == ref.exchange, Instrument.symbol == ref.symbol
-        )
-        inst = (await db.execute(q)).scalar_one_or_none()
-        if inst is None or not inst.is_active:
-            raise _unknown_symbol(symbol)
-        name = str(inst.ref)
+        key = (ref.exchange, ref.symbol)
+        cached = _instruments(db).get(key)
+        now = time.monotonic()
+        if cached is None or cached[0] <= now:
+            q = select(Instrument).where(
+                Instrument.exchange == ref.exchange, Instrument.symbol == ref.symbol
+            )
+            inst = (await db.execute(q)).scalar_one_or_none()
+            if inst is None or not inst.is_active:
+                raise _unknown_symbol(symbol)
+            cached = (now + INSTRUMENT_TTL_SECONDS, str(inst.ref), inst.spec(), inst.last_price)
+            _instruments(db)[key] = cached
+        _, name, spec, last_close = cached
         quote = None if self.quotes is None else await self.quotes.get(name)
-        price = quote.last if quote is not None and quote.last > 0 else inst.last_price
-        return _Market(name, inst.spec(), price)
+        price = quote.last if quote is not None and quote.last > 0 else last_close
+        return _Market(name, spec, price)
 
     async def marks(self, db: AsyncSession, symbols: Sequence[str]) -> dict[str, Decimal]:
         """The latest quote of each symbol, else its last close (symbols with neither: none)."""
@@ -1131,12 +1031,6 @@ class Oms:
         q = select(OrderRow).where(OrderRow.user_id == user_id, OrderRow.client_order_id == coid)
         return (await db.execute(q.execution_options(populate_existing=True))).scalar_one_or_none()
 
-    async def _by_client_id_or_fail(self, db: AsyncSession, user_id: int, coid: str) -> OrderRow:
-        row = await self._by_client_id(db, user_id, coid)
-        if row is None:  # pragma: no cover - only called after seeing the row
-            raise _not_found(coid)
-        return row
-
     async def _get(self, db: AsyncSession, order_id: str, owner_id: int | None) -> OrderRow:
         q = select(OrderRow).where(OrderRow.id == order_id)
         row = (await db.execute(q.execution_options(populate_existing=True))).scalar_one_or_none()
@@ -1146,66 +1040,12 @@ class Oms:
         return row
 
     async def _locked(self, db: AsyncSession, order_id: str, owner_id: int | None) -> OrderRow:
-        """The order, locked for this transaction: a no-op UPDATE takes the row lock on
-        PostgreSQL and the write lock on SQLite before anything is read."""
-        await db.execute(
-            update(OrderRow)
-            .where(OrderRow.id == order_id)
-            .values(updated_at=OrderRow.updated_at)
-            .execution_options(synchronize_session=False)
-        )
-        return await self._get(db, order_id, owner_id)
-
-    async def _sold_delivery_today(
-        self, db: AsyncSession, user_id: int, symbol: str, at: datetime
-    ) -> bool:
-        """Whether a delivery sell of ``symbol`` already traded on ``at``'s (India) day: the DP
-        charge is per scrip per day."""
-        start = datetime.combine(trade_date(at), datetime.min.time(), _IST).astimezone(UTC)
-        q = select(func.count()).where(
-            TradeRow.user_id == user_id,
-            TradeRow.symbol == symbol,
-            TradeRow.product == Product.CNC.value,
-            TradeRow.side == Side.SELL.value,
-            TradeRow.at >= start,
-            TradeRow.at < start + timedelta(days=1),
-        )
-        return bool((await db.execute(q)).scalar_one())
-
-    async def _trade_exists(self, db: AsyncSession, broker_trade_id: str) -> bool:
-        q = select(func.count()).where(TradeRow.broker_trade_id == broker_trade_id)
-        return bool((await db.execute(q)).scalar_one())
-
-    async def _locked_position(
-        self, db: AsyncSession, user_id: int, symbol: str, product: str, at: datetime
-    ) -> PositionRow:
-        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-        await db.execute(
-            insert(PositionRow)
-            .values(
-                user_id=user_id,
-                symbol=symbol,
-                product=product,
-                quantity=0,
-                open_cost=_ZERO,
-                realised_pnl=_ZERO,
-                fees=_ZERO,
-                margin=_ZERO,
-                updated_at=at,
-            )
-            .on_conflict_do_nothing()
-        )
-        q = (
-            select(PositionRow)
-            .where(
-                PositionRow.user_id == user_id,
-                PositionRow.symbol == symbol,
-                PositionRow.product == product,
-            )
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return (await db.execute(q)).scalar_one()
+        """The order, locked for this transaction (:func:`.fills.lock_orders`); another
+        user's order is not found."""
+        row = (await fills.lock_orders(db, [order_id])).get(order_id)
+        if row is None or (owner_id is not None and row.user_id != owner_id):
+            raise _not_found(order_id)
+        return row
 
     async def _free_holdings(self, db: AsyncSession, user_id: int, symbol: str) -> int:
         """Shares a CNC sell may still sell: the long position minus what live CNC sells

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Select, Table, bindparam, literal, null, select, tuple_, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quantdesk.core import ledger as core
@@ -173,12 +175,35 @@ def _check_non_negative(
     return after
 
 
+# Balance rows known to exist (committed before) per database: rows are never deleted, so
+# PostgreSQL need not be asked again (on SQLite the INSERT stays: it takes the write lock).
+_EXISTING: weakref.WeakKeyDictionary[Engine, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
 async def _ensure_rows(db: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime) -> None:
     """Create the missing cached-balance rows (zero). A write statement, deliberately first:
     on SQLite it takes the write lock before anything is read (see the module docstring)."""
-    insert = pg_insert if _dialect(db) == "postgresql" else sqlite_insert
-    rows = [{"account": a, "currency": c, "balance": _ZERO, "updated_at": now} for a, c in keys]
-    await db.execute(insert(AccountBalance).values(rows).on_conflict_do_nothing())
+    if _dialect(db) != "postgresql":
+        rows = [{"account": a, "currency": c, "balance": _ZERO, "updated_at": now} for a, c in keys]
+        await db.execute(sqlite_insert(AccountBalance).values(rows).on_conflict_do_nothing())
+        return
+    engine = db.get_bind()
+    assert isinstance(engine, Engine)
+    known = _EXISTING.setdefault(engine, set())
+    missing = [k for k in keys if k not in known]
+    if not missing:
+        return
+    rows = [{"account": a, "currency": c, "balance": _ZERO, "updated_at": now} for a, c in missing]
+    stmt = (
+        pg_insert(AccountBalance)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(AccountBalance.account, AccountBalance.currency)
+    )
+    created = {(a, c) for a, c in (await db.execute(stmt)).all()}
+    # Not created here: the row was committed before (a conflicting insert in flight would
+    # have been waited for), so it exists for good. Rows created here may still roll back.
+    known.update(k for k in missing if k not in created)
 
 
 async def _read_balances(
@@ -209,8 +234,15 @@ async def lock_wallet(
 ) -> core.WalletBalance:
     """A user's wallet in one currency, read under lock: what the OMS passes as ``available``
     to :func:`quantdesk.core.ledger.hold` before posting the hold in the same transaction."""
+    return core.wallet(await lock_wallet_rows(db, user_id, currency), user_id, currency)
+
+
+async def lock_wallet_rows(
+    db: AsyncSession, user_id: int, currency: str = DEFAULT_CURRENCY
+) -> dict[tuple[str, str], Decimal]:
+    """:func:`lock_wallet`'s locked rows (cash and held), for :func:`post`'s ``known``."""
     keys = [(core.user_cash(user_id), currency), (core.user_held(user_id), currency)]
-    return core.wallet(await lock_balances(db, keys), user_id, currency)
+    return await lock_balances(db, keys)
 
 
 async def post(
@@ -221,6 +253,7 @@ async def post(
     idempotency_key: str | None = None,
     created_by: int | None = None,
     at: datetime | None = None,
+    known: dict[tuple[str, str], Decimal] | None = None,
 ) -> int:
     """Store ``entry`` and update the cached balances in the caller's transaction; its id.
 
@@ -228,7 +261,9 @@ async def post(
     a caller that already holds them (:func:`lock_wallet`, :func:`lock_balances`). Either way the
     no-overdraft rule is checked on the balances read here (409 WALLET_INSUFFICIENT_FUNDS /
     WALLET_INSUFFICIENT_HELD). An ``idempotency_key`` already stored returns that entry's id and
-    posts nothing."""
+    posts nothing. ``known``: with ``lock=False``, the balances the caller read under lock in
+    this transaction (:func:`lock_wallet_rows`); not read again, and updated in place with
+    the balances after the entry (so the caller's next post can pass them again)."""
     (entry_id,) = await post_many(
         db,
         [entry],
@@ -236,6 +271,7 @@ async def post(
         idempotency_keys=[idempotency_key],
         created_by=created_by,
         at=at,
+        known=known,
     )
     return entry_id
 
@@ -248,6 +284,7 @@ async def post_many(
     idempotency_keys: Sequence[str | None] | None = None,
     created_by: int | None = None,
     at: datetime | None = None,
+    known: dict[tuple[str, str], Decimal] | None = None,
 ) -> list[int]:
     """:func:`post` for several entries (a fill's trade entry and its fee and tax entries):
     every touched row is locked at once, in one order, so transactions posting overlapping
@@ -259,8 +296,11 @@ async def post_many(
         _storable(entry, key)
     now = at or datetime.now(UTC)
     accounts = sorted({(p.account, p.currency) for e in entries for p in e.postings})
-    await _ensure_rows(db, accounts, now)
-    balances = await _read_balances(db, accounts, lock=lock)
+    if known is not None and not lock and all(k in known for k in accounts):
+        balances = dict(known)  # read under lock by the caller, in this transaction
+    else:
+        await _ensure_rows(db, accounts, now)
+        balances = await _read_balances(db, accounts, lock=lock)
 
     existing: dict[str, int] = {}
     wanted = [k for k in keys_in if k is not None]
@@ -271,32 +311,57 @@ async def post_many(
         )
         existing = {k: i for k, i in (await db.execute(q)).all() if k is not None}
 
-    ids: list[int] = []
+    # Per entry: (True, index into the new rows) or (False, the id stored before).
+    refs: list[tuple[bool, int]] = []
+    pending: dict[str, int] = {}  # a key repeated within this call posts once
     changed: set[tuple[str, str]] = set()
+    new_rows: list[dict[str, Any]] = []
+    postings: list[tuple[int, core.Posting]] = []
     for entry, key in zip(entries, keys_in, strict=True):
         if key is not None and key in existing:
-            ids.append(existing[key])
+            refs.append((False, existing[key]))
+            continue
+        if key is not None and key in pending:
+            refs.append((True, pending[key]))
             continue
         balances = _check_non_negative(entry, balances)
-        row = JournalEntryRow(
-            kind=str(entry.kind),
-            memo=entry.memo,
-            ref=entry.ref,
-            idempotency_key=key,
-            created_at=now,
-            created_by=created_by,
+        n = len(new_rows)
+        new_rows.append(
+            {
+                "kind": str(entry.kind),
+                "memo": entry.memo,
+                "ref": entry.ref,
+                "idempotency_key": key,
+                "created_at": now,
+                "created_by": created_by,
+            }
         )
-        db.add(row)
-        await db.flush()
-        db.add_all(
-            PostingRow(entry_id=row.id, account=p.account, currency=p.currency, amount=p.amount)
-            for p in entry.postings
-        )
+        postings += [(n, p) for p in entry.postings]
         changed.update((p.account, p.currency) for p in entry.postings)
         if key is not None:
-            existing[key] = row.id
-        ids.append(row.id)
-    await db.flush()
+            pending[key] = n
+        refs.append((True, n))
+    conn = await db.connection()
+    new_ids: list[int] = []
+    if new_rows:
+        # One INSERT for the entries (ids back in parameter order), one for their postings.
+        entries_table = cast(Table, JournalEntryRow.__table__)
+        insert_entries = entries_table.insert().returning(
+            entries_table.c.id, sort_by_parameter_order=True
+        )
+        new_ids = list((await conn.execute(insert_entries, new_rows)).scalars())
+        await conn.execute(
+            cast(Table, PostingRow.__table__).insert(),
+            [
+                {
+                    "entry_id": new_ids[n],
+                    "account": p.account,
+                    "currency": p.currency,
+                    "amount": p.amount,
+                }
+                for n, p in postings
+            ],
+        )
     if changed:
         table = cast(Table, AccountBalance.__table__)
         stmt = (
@@ -312,8 +377,10 @@ async def post_many(
             {"k_account": a, "k_currency": c, "k_balance": balances[(a, c)], "k_at": now}
             for a, c in sorted(changed)
         ]
-        await (await db.connection()).execute(stmt, params)
-    return ids
+        await conn.execute(stmt, params)
+    if known is not None:
+        known.update((k, v) for k, v in balances.items() if k in known)
+    return [new_ids[x] if is_new else x for is_new, x in refs]
 
 
 # --- reading --------------------------------------------------------------------------------

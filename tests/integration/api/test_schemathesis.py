@@ -18,6 +18,7 @@ import pytest
 import schemathesis
 from anyio.from_thread import start_blocking_portal
 from apisafety import Minter
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.generation import GenerationMode
@@ -55,7 +56,12 @@ def fuzz_settings(
     tmp_path_factory: pytest.TempPathFactory,
     make_settings_fn: Callable[..., Settings],
 ) -> Settings:
-    return make_settings_fn(db_url, tmp_path_factory.mktemp("fuzz"))
+    # A broker-secrets key, as any non-SQLite installation must have (without one, storing a
+    # broker secret is a deliberate 503 BROKER_SECRETS_UNAVAILABLE, tested in tests/integration/
+    # brokers).
+    return make_settings_fn(
+        db_url, tmp_path_factory.mktemp("fuzz"), secrets_key=Fernet.generate_key().decode()
+    )
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,60 @@ def test_calendar_features_follow_daylight_saving() -> None:
     np.testing.assert_array_equal(out["dow"].to_numpy(), local.day_of_week.to_numpy(dtype=float))
 
 
+def test_numpy_kernels_equal_their_talib_definitions_to_the_bit(fs: FeatureSet) -> None:
+    # Returns in numpy, the volatility as STDDEV and the volume mean as SUM / w: the same
+    # floats as TA-Lib's ROCP, sqrt(VAR) and SMA, flat stretches included.
+    bars = walk(3000, seed=5, price=30_000.0)
+    bars.iloc[100:160, :4] = 123.45
+    bars.iloc[100:160, 4] = 777
+    bars.iloc[400:430, 4] = 0
+    out = fs.compute_batch(bars)
+    c, v = bars["close"].to_numpy(), bars["volume"].to_numpy(dtype=float)
+    for h in (1, 5, 20):
+        np.testing.assert_array_equal(out[f"ret_{h}"].to_numpy(), talib.ROCP(c, h))
+    logret = np.log1p(talib.ROCP(c, 1))
+    np.testing.assert_array_equal(out["logret_1"].to_numpy(), logret)
+    vol = np.sqrt(np.maximum(talib.VAR(logret, 20), 0.0))
+    np.testing.assert_array_equal(out["vol_20"].to_numpy(), vol)
+    sd = talib.STDDEV(v, 20)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (v - talib.SMA(v, 20)) / sd
+    z[sd == 0.0] = 0.0
+    np.testing.assert_array_equal(out["volume_z_20"].to_numpy(), z)
+    assert (out["vol_20"].iloc[121:160] == 0.0).all()
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize(
+    ("zone", "session_open"), [("Asia/Kolkata", "09:15"), ("Europe/London", "08:00")]
+)
+def test_calendar_features_are_the_streams_floats_in_every_unit(
+    unit: str, zone: str, session_open: str
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from quantdesk.ml.features._clock import wall_clock
+
+    fs = FeatureSet(
+        "cal",
+        1,
+        (Feature.make("tod", "time_of_day"), Feature.make("dow", "day_of_week")),
+        timezone=zone,
+        session_open=session_open,
+    )
+    rng = np.random.default_rng(len(unit))
+    span = (pd.Timestamp("1965-01-01"), pd.Timestamp("2031-01-01"))
+    stamps = np.unique(rng.integers(span[0].value, span[1].value, 3000))
+    index = pd.DatetimeIndex(stamps, tz="UTC").as_unit(unit)
+    index = index[~index.duplicated()]
+    out = fs.compute_batch(walk(len(index)).set_axis(index))
+    hours, minutes = session_open.split(":")
+    opening = int(hours) * 3600 + int(minutes) * 60
+    want = [wall_clock(int(ts.value), ZoneInfo(zone), opening) for ts in index]
+    np.testing.assert_array_equal(out["tod"].to_numpy(), [m for m, _ in want])
+    np.testing.assert_array_equal(out["dow"].to_numpy(), [float(d) for _, d in want])
+
+
 @pytest.mark.parametrize(
     ("column", "row", "value", "message"),
     [
@@ -155,6 +209,8 @@ def test_calendar_features_follow_daylight_saving() -> None:
         ("low", 0, 0.0, "low is 0.0 at row 0"),
         ("open", 5, -1.0, "open is -1.0 at row 5"),
         ("volume", 9, -5, "volume is -5.0 at row 9"),
+        ("volume", 49, np.nan, "volume is nan at row 49"),
+        ("close", 31, np.inf, "close is inf at row 31"),
     ],
 )
 def test_bad_values_are_refused_naming_symbol_row_and_time(
@@ -166,6 +222,19 @@ def test_bad_values_are_refused_naming_symbol_row_and_time(
         fs.compute_batch(bars, symbol="NSE:ABC")
     assert str(caught.value).startswith("NSE:ABC: ")
     assert str(bars.index[row]) in str(caught.value)
+
+
+def test_bad_values_in_later_blocks_are_named_column_first(fs: FeatureSet) -> None:
+    # Values are checked a block of rows at a time; the message is still the first bad value
+    # in column order (open, high, low, close, volume), then by row.
+    bars = walk(200_000, seed=2).astype({"volume": float})
+    bars.iloc[190_000, bars.columns.get_loc("volume")] = np.nan
+    with pytest.raises(ValueError, match="volume is nan at row 190000"):
+        fs.compute_batch(bars)
+    bars.iloc[10, bars.columns.get_loc("volume")] = -1.0
+    bars.iloc[150_000, bars.columns.get_loc("open")] = np.inf
+    with pytest.raises(ValueError, match="open is inf at row 150000"):
+        fs.compute_batch(bars)
 
 
 def test_bad_indexes_and_shapes_are_refused(fs: FeatureSet) -> None:

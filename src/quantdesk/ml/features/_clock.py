@@ -19,7 +19,8 @@ import pandas as pd
 __all__ = ["DAY", "calendar_features", "wall_clock"]
 
 DAY = 86_400
-_BLOCK = 1 << 14
+_MAGIC = np.int64(0x4338000000000000)  # the bits of 1.5 * 2**52
+_MAGIC_FLOAT = 1.5 * 2.0**52
 _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 
@@ -78,15 +79,14 @@ def calendar_features(
         weekdays.append((days + 3) % 7)  # 1970-01-01 was a Thursday
     cuts = np.searchsorted(units, np.concatenate(bounds) * per_second)
     counts = np.diff(np.r_[cuts, units.size])
-    opens = np.repeat(np.concatenate(bases), counts)
     weekday = np.repeat(np.concatenate(weekdays).astype(np.float64), counts)
-    # (stamp - open) / one minute, a block at a time so the integer differences stay in cache
-    minutes = np.empty(units.size)
-    scratch = np.empty(min(_BLOCK, units.size), dtype=np.int64)
-    unit_minute = 60 * per_second
-    for start in range(0, units.size, _BLOCK):
-        part = slice(start, start + _BLOCK)
-        diff = scratch[: units[part].size]
-        np.subtract(units[part], opens[part], out=diff)
-        np.divide(diff, unit_minute, out=minutes[part])
+    # (stamp - open) / one minute. The integer difference (exact) becomes a float by adding
+    # it to the bits of 1.5 * 2**52 (whose ulp is 1) and subtracting that float: exact for
+    # differences below 2**51 units (a day is far less), and vector-wide, unlike numpy's
+    # int64 -> float64 conversion. (Wrap-around in the int64 steps cancels out.)
+    work = np.repeat(np.concatenate(bases) - _MAGIC, counts)  # each stamp's open - magic
+    np.subtract(units, work, out=work)
+    minutes = work.view(np.float64)
+    minutes -= _MAGIC_FLOAT
+    minutes /= 60 * per_second
     return minutes, weekday

@@ -37,10 +37,12 @@ FloatArray: TypeAlias = npt.NDArray[np.float64]
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-BLOCK = 1 << 14
-"""Rows per block of the chains of element-wise steps (standardising, MACD over the close): a
-chain over blocks this size (128 KiB per column) finds the block in cache after its first
-step, where over whole columns every step reads memory again."""
+BLOCK = 1 << 17
+"""Rows per block of the chains of element-wise steps (the checks and element-wise inputs of
+:class:`_Context`, standardising, the VWAP's last steps): a chain over blocks this size
+(1 MiB per column) finds the block in cache after its first step, where over whole columns
+every step reads memory again. (Single steps, like MACD's divisions, gain nothing from
+blocks.)"""
 
 
 def _blocks(n: int) -> range:
@@ -56,71 +58,151 @@ def _first_bad(ok: npt.NDArray[np.bool_]) -> int:
     return int(np.argmin(ok))
 
 
-def _validated(bars: pd.DataFrame, who: str) -> tuple[dict[str, FloatArray], float, float]:
-    """The bar columns as float64 arrays and the smallest and largest volume, or
-    ``ValueError`` saying what is wrong where."""
+_NAT = np.iinfo(np.int64).min
+
+
+def _check_index(index: pd.DatetimeIndex, who: str) -> None:
+    """Strictly increasing timestamps without NaT: one comparison pass on the happy path (a
+    NaT anywhere but row 0 breaks the increase, being the smallest int64); the culprit is
+    looked for only to name it."""
+    stamps = index.asi8
+    if not stamps.size:
+        return
+    if stamps[0] != _NAT and bool((stamps[1:] > stamps[:-1]).all()):
+        return
+    if index.hasnans:
+        raise ValueError(f"{who}: the index has NaT at row {_first_bad(~index.isna())}")
+    row = _first_bad(stamps[1:] > stamps[:-1]) + 1
+    raise ValueError(f"{who}: timestamps must increase strictly; row {row} ({index[row]})")
+
+
+def _columns(bars: pd.DataFrame, who: str) -> dict[str, FloatArray]:
+    """The bar columns as float64 arrays (views where they already are), after checking the
+    frame's shape and index; the values are checked by :class:`_Context`."""
     if not isinstance(bars, pd.DataFrame) or not isinstance(bars.index, pd.DatetimeIndex):
         raise ValueError(f"{who}: bars need a DatetimeIndex (e.g. frame.set_index('timestamp'))")
     missing = [c for c in BAR_COLUMNS if c not in bars.columns]
     if missing:
         raise ValueError(f"{who}: bars lack column(s) {missing}")
-    index = bars.index
-    if index.hasnans:
-        raise ValueError(f"{who}: the index has NaT at row {_first_bad(~index.isna())}")
-    stamps = index.asi8
-    if stamps.size > 1 and not bool((stamps[1:] > stamps[:-1]).all()):
-        row = _first_bad(stamps[1:] > stamps[:-1]) + 1
-        raise ValueError(f"{who}: timestamps must increase strictly; row {row} ({index[row]})")
-    out: dict[str, FloatArray] = {}
-    least = most = 0.0
-    for col in BAR_COLUMNS:
-        values = np.ascontiguousarray(bars[col].to_numpy(dtype=np.float64))
-        out[col] = values
-        if not values.size:
-            continue
-        # Two reductions on the happy path (NaN fails both comparisons); a scan only to name
-        # the culprit. (Per block, the two would read memory once but cost more in calls.)
-        lowest = 0.0 if col == "volume" else 5e-324
-        least, most = float(values.min()), float(values.max())
-        if not (least >= lowest and most < math.inf):
-            row = _first_bad((values >= lowest) & (values < math.inf))
+    _check_index(bars.index, who)
+    return {c: np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in BAR_COLUMNS}
+
+
+def _lowest(col: str) -> float:
+    return 0.0 if col == "volume" else 5e-324  # NaN fails both this and the finite check
+
+
+def _refuse(cols: dict[str, FloatArray], index: pd.DatetimeIndex, who: str) -> None:
+    """Raise ``ValueError`` naming the first bad value (column by column, then row)."""
+    for col, values in cols.items():
+        ok = (values >= _lowest(col)) & (values < math.inf)
+        if not ok.all():
+            row = _first_bad(ok)
             rule = "finite and >= 0" if col == "volume" else "finite and > 0"
             raise ValueError(
                 f"{who}: {col} is {float(values[row])!r} at row {row} ({index[row]}); "
                 f"{col} must be {rule}"
             )
-    return out, least, most  # the volume column comes last
 
 
 class _Context:
-    """One symbol's inputs and the intermediate results features share (MACD, log returns)."""
+    """One symbol's inputs and the intermediate results features share (MACD, log returns).
+
+    Building it checks the values and, in the same pass over blocks of rows (each block of the
+    bars read from memory once), computes the element-wise inputs the feature set needs:
+    returns, log returns, the gap, the typical price. A bad value stops the pass; the columns
+    are then scanned in order to name the first one."""
 
     def __init__(self, bars: pd.DataFrame, fs: FeatureSet, who: str) -> None:
-        cols, least, most = _validated(bars, who)
+        cols = _columns(bars, who)
         self.bars, self.fs = bars, fs
         self.o, self.h, self.l, self.c, self.v = (cols[k] for k in BAR_COLUMNS)
         self.n = self.c.size
-        self.any_volume, self.all_volume = most > 0.0, least > 0.0
         self._memo: dict[tuple[Any, ...], Any] = {}
+        least, most = self._sweep()
+        if math.isnan(least):  # a bad value somewhere: name it
+            _refuse(cols, bars.index, who)
+        self.any_volume, self.all_volume = most > 0.0, least > 0.0
+
+    def _sweep(self) -> tuple[float, float]:
+        """The smallest and largest volume, or NaN for both when a price or volume is not
+        finite and > 0 (>= 0 for volume); fills the memo with the element-wise inputs."""
+        features = [f for f in self.fs.features if not f.is_rank]
+        kinds = {f.kind for f in features}
+        logs = {int(f.param("horizon")) for f in features if f.kind == "log_return"}
+        logs |= {1} if "volatility" in kinds else set()  # its input
+        lags = {int(f.param("horizon")) for f in features if f.kind == "return"} | logs
+        rocps = {h: self._nan_head(h) for h in sorted(lags)}
+        logged = {h: np.empty(self.n) for h in sorted(logs)}
+        gap = self._nan_head(1) if "gap" in kinds else None
+        typical = np.empty(self.n) if "vwap_distance" in kinds else None
+        o, hi, lo, c = self.o, self.h, self.l, self.c
+        least, most = math.inf, -math.inf
+        for start in _blocks(self.n):
+            stop = min(start + BLOCK, self.n)
+            part = slice(start, stop)
+            for x in (o[part], hi[part], lo[part], c[part]):
+                if not (x.min() >= 5e-324 and x.max() < math.inf):
+                    return math.nan, math.nan
+            small, big = float(self.v[part].min()), float(self.v[part].max())
+            if not (small >= 0.0 and big < math.inf):
+                return math.nan, math.nan
+            least, most = min(least, small), max(most, big)
+            for lag, out in rocps.items():
+                if stop > lag:
+                    now, first = slice(max(start, lag), stop), max(start, lag) - lag
+                    then = c[first : stop - lag]
+                    np.subtract(c[now], then, out=out[now])
+                    np.divide(out[now], then, out=out[now])
+            for lag, out in logged.items():
+                np.log1p(rocps[lag][part], out=out[part])
+            if gap is not None and stop > 1:
+                now = slice(max(start, 1), stop)
+                np.divide(o[now], c[now.start - 1 : stop - 1], out=gap[now])
+                gap[now] -= 1.0
+            if typical is not None:
+                mean = typical[part]
+                np.add(hi[part], lo[part], out=mean)
+                mean += c[part]
+                mean /= 3.0
+        self._memo.update({("rocp", lag): out for lag, out in rocps.items()})
+        self._memo.update({("log_return", lag): out for lag, out in logged.items()})
+        if gap is not None:
+            self._memo[("gap",)] = gap
+        if typical is not None:
+            self._memo[("typical",)] = typical
+        return (least, most) if self.n else (0.0, 0.0)
+
+    def _nan_head(self, h: int) -> FloatArray:
+        out = np.empty(self.n)
+        out[:h] = math.nan
+        return out
 
     def memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
 
-    def rocp(self, h: int) -> FloatArray:
-        """TA-Lib's ROCP, ``(c - c[-h]) / c[-h]`` (shared: callers never write into it)."""
-        return cast(FloatArray, self.memo(("rocp", h), lambda: talib.ROCP(self.c, h)))
+    def swept(self, *key: Any) -> FloatArray:
+        """An element-wise input the sweep computed (shared: callers never write into it):
+        ``("rocp", h)``, ``(c - c[-h]) / c[-h]`` (TA-Lib's ROCP to the bit, but divided a vector
+        at a time); ``("log_return", h)``, its ``log1p`` as the stream computes it; ``("gap",)``;
+        ``("typical",)``, ``(high + low + close) / 3``."""
+        return cast(FloatArray, self._memo[key])
 
-    def log_return(self, h: int) -> FloatArray:
-        """``log1p`` of :meth:`rocp`, as the stream computes it."""
-        return cast(FloatArray, self.memo(("log_return", h), lambda: np.log1p(self.rocp(h))))
+    def volume_sum(self, w: int) -> FloatArray:
+        """TA-Lib's SUM of the volume over ``w`` bars, for the VWAP and the volume z-score
+        (shared: callers never write into it). TA-Lib's SMA is this / ``w`` to the bit: the
+        same running total."""
+        return cast(FloatArray, self.memo(("volume_sum", w), lambda: talib.SUM(self.v, w)))
 
     def calendar(self) -> tuple[FloatArray, FloatArray]:
-        index = pd.DatetimeIndex(self.bars.index)
-        if index.tz is None:
-            index = index.tz_localize("UTC")
-        make = lambda: calendar_features(index, self.fs.timezone, session_open_seconds(self.fs))  # noqa: E731
+        def make() -> tuple[FloatArray, FloatArray]:
+            index = pd.DatetimeIndex(self.bars.index)
+            if index.tz is None:
+                index = index.tz_localize("UTC")
+            return calendar_features(index, self.fs.timezone, session_open_seconds(self.fs))
+
         return cast(tuple[FloatArray, FloatArray], self.memo(("calendar",), make))
 
 
@@ -130,9 +212,8 @@ Kernel: TypeAlias = Callable[[_Context, dict[str, Any]], FloatArray]
 
 
 def _volatility(ctx: _Context, p: dict[str, Any]) -> FloatArray:
-    var = talib.VAR(ctx.log_return(1), p["window"], 1.0)  # leading NaN skipped by the wrapper
-    np.maximum(var, 0.0, out=var)
-    return np.sqrt(var, out=var)
+    # TA-Lib's STDDEV is sqrt(max(VAR, 0)) in one pass (the leading NaN skipped by the wrapper)
+    return talib.STDDEV(ctx.swept("log_return", 1), p["window"], 1.0)
 
 
 def _macd(ctx: _Context, p: dict[str, Any]) -> FloatArray:
@@ -140,11 +221,8 @@ def _macd(ctx: _Context, p: dict[str, Any]) -> FloatArray:
 
     def make() -> dict[str, FloatArray]:
         line, signal, hist = talib.MACD(ctx.c, f, s, g)
-        for start in _blocks(ctx.n):  # all three over each block of closes while it is cached
-            part = slice(start, start + BLOCK)
-            close = ctx.c[part]
-            for out in (line, signal, hist):
-                np.divide(out[part], close, out=out[part])
+        for out in (line, signal, hist):  # (per block, the divisions gain nothing)
+            np.divide(out, ctx.c, out=out)
         return {"line": line, "signal": signal, "hist": hist}
 
     return cast(FloatArray, ctx.memo(("macd", f, s, g), make)[which])
@@ -156,19 +234,32 @@ def _atr(ctx: _Context, p: dict[str, Any]) -> FloatArray:
 
 
 def _standardised(
-    x: FloatArray, mean: FloatArray, sd: FloatArray, flat: float, offset: float = 0.0
+    x: FloatArray,
+    mean: FloatArray,
+    sd: FloatArray,
+    flat: float,
+    offset: float = 0.0,
+    divisor: float = 1.0,
 ) -> FloatArray:
-    """``(x - mean) / sd + offset`` in ``mean``'s memory; ``flat + offset`` where sd is 0 (a
-    constant window: TA-Lib's variance, like the stream's, is exactly 0 there)."""
+    """``(x - mean / divisor) / sd + offset`` in ``sd``'s memory; ``flat + offset`` where sd
+    is 0 (a constant window: TA-Lib's variance, like the stream's, is exactly 0 there)."""
+    scratch = np.empty(min(BLOCK, x.size))
     for start in _blocks(x.size):
         part = slice(start, start + BLOCK)
-        out, dev = mean[part], sd[part]
-        np.subtract(x[part], out, out=out)
-        np.divide(out, dev, out=out)
-        out[dev == 0.0] = flat
+        dev = sd[part]
+        centred = scratch[: dev.size]
+        if divisor != 1.0:
+            np.divide(mean[part], divisor, out=centred)
+            np.subtract(x[part], centred, out=centred)
+        else:
+            np.subtract(x[part], mean[part], out=centred)
+        flats = None if dev.min() > 0.0 else dev == 0.0  # NaN (warm-up) looks too
+        np.divide(centred, dev, out=dev)
+        if flats is not None:
+            dev[flats] = flat
         if offset:
-            out += offset
-    return mean
+            dev += offset
+    return sd
 
 
 def _bollinger_b(ctx: _Context, p: dict[str, Any]) -> FloatArray:
@@ -182,39 +273,42 @@ def _volume_z(ctx: _Context, p: dict[str, Any]) -> FloatArray:
     w = p["window"]
     if not ctx.any_volume:  # no volume at all (indexes): every window is flat
         return np.zeros(ctx.n)
-    return _standardised(ctx.v, talib.SMA(ctx.v, w), talib.STDDEV(ctx.v, w, 1.0), 0.0)
+    # the mean is TA-Lib's SMA: the SUM the VWAP shares, / w
+    return _standardised(ctx.v, ctx.volume_sum(w), talib.STDDEV(ctx.v, w, 1.0), 0.0, 0.0, w)
 
 
 def _vwap_distance(ctx: _Context, p: dict[str, Any]) -> FloatArray:
     w, v = p["window"], ctx.v
-    typical = ctx.h + ctx.l
-    typical += ctx.c
-    typical /= 3.0
+    typical = ctx.swept("typical")
     if not ctx.any_volume:  # indexes: the mean typical price
         vwap = talib.SMA(typical, w)
-    else:
-        fallback = None if ctx.all_volume else talib.SMA(typical, w)
-        vwap = talib.SUM(np.multiply(typical, v, out=typical), w)
-        vwap /= talib.SUM(v, w)
-        if fallback is not None:
-            none = talib.MAX(v, w) == 0.0  # exact, unlike a running sum's residue
-            vwap[none] = fallback[none]
-    np.divide(ctx.c, vwap, out=vwap)
-    vwap -= 1.0
-    return vwap
-
-
-def _gap(ctx: _Context, p: dict[str, Any]) -> FloatArray:
-    out = np.empty(ctx.n)
-    out[:1] = math.nan
-    np.divide(ctx.o[1:], ctx.c[:-1], out=out[1:])
-    out[1:] -= 1.0
+        np.divide(ctx.c, vwap, out=vwap)
+        vwap -= 1.0
+        return vwap
+    fallback = None if ctx.all_volume else talib.SMA(typical, w)
+    out = talib.SUM(typical * v, w)
+    volume = ctx.volume_sum(w)
+    # windows without volume, exactly (unlike a running sum's residue)
+    none = None if fallback is None else talib.MAX(v, w) == 0.0
+    for start in _blocks(ctx.n):  # close / (flow / volume) - 1, a block at a time
+        part = slice(start, start + BLOCK)
+        vwap = out[part]
+        np.divide(vwap, volume[part], out=vwap)
+        if fallback is not None and none is not None:
+            quiet = none[part]
+            vwap[quiet] = fallback[part][quiet]
+        np.divide(ctx.c[part], vwap, out=vwap)
+        vwap -= 1.0
     return out
 
 
+def _gap(ctx: _Context, p: dict[str, Any]) -> FloatArray:
+    return ctx.swept("gap")  # open / previous close - 1
+
+
 KERNELS: Mapping[str, Kernel] = {
-    "return": lambda ctx, p: ctx.rocp(p["horizon"]),
-    "log_return": lambda ctx, p: ctx.log_return(p["horizon"]),
+    "return": lambda ctx, p: ctx.swept("rocp", p["horizon"]),
+    "log_return": lambda ctx, p: ctx.swept("log_return", p["horizon"]),
     "volatility": _volatility,
     "rsi": lambda ctx, p: talib.RSI(ctx.c, p["period"]),
     "macd": _macd,
